@@ -1,0 +1,93 @@
+// Package bridgeport checks host bridges and waits for their ports to
+// forward, so no DHCP packet is sent into a port that still drops frames.
+package bridgeport
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+)
+
+// ErrNotFound and ErrNotBridge are returned by Lookup.
+var (
+	ErrNotFound  = errors.New("link not found")
+	ErrNotBridge = errors.New("link is not a bridge")
+)
+
+// Lookup returns the bridge called name in the current netns.
+func Lookup(name string) (*netlink.Bridge, error) {
+	l, err := netlinksafe.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil, fmt.Errorf("bridge %q: %w", name, ErrNotFound)
+		}
+		return nil, fmt.Errorf("looking up bridge %q: %w", name, err)
+	}
+	br, ok := l.(*netlink.Bridge)
+	if !ok {
+		return nil, fmt.Errorf("%q is a %s link: %w", name, l.Type(), ErrNotBridge)
+	}
+	return br, nil
+}
+
+// IsUp reports whether the bridge is administratively up.
+func IsUp(br *netlink.Bridge) bool { return br.Attrs().Flags&net.FlagUp != 0 }
+
+// Forwarding state of a bridge port, as in /sys/class/net/PORT/brport/state.
+const stateForwarding = "3"
+
+// WaitForwarding waits until port carries traffic: its carrier is up and the
+// bridge has moved it to the forwarding state (right away without STP, after
+// the forward delay with it).
+func WaitForwarding(port string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	sleep := 2 * time.Millisecond
+	for {
+		state := readSys(port, "brport/state")
+		oper := readSys(port, "operstate")
+		if state == stateForwarding && (oper == "up" || oper == "unknown") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bridge port %s not forwarding after %s (state %s, operstate %s): check the bridge's STP forward delay", port, timeout, stateName(state), oper)
+		}
+		time.Sleep(sleep)
+		if sleep < 50*time.Millisecond {
+			sleep *= 2
+		}
+	}
+}
+
+func readSys(link, attr string) string {
+	b, err := os.ReadFile(filepath.Join("/sys/class/net", link, attr))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func stateName(s string) string {
+	switch s {
+	case "0":
+		return "disabled"
+	case "1":
+		return "listening"
+	case "2":
+		return "learning"
+	case "3":
+		return "forwarding"
+	case "4":
+		return "blocking"
+	case "":
+		return "unknown"
+	}
+	return s
+}

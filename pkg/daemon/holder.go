@@ -1,0 +1,362 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	"github.com/lanwire/lanwire/pkg/lease"
+	"github.com/lanwire/lanwire/pkg/leaseapi"
+	"github.com/lanwire/lanwire/pkg/leasestore"
+	"github.com/lanwire/lanwire/pkg/netconf"
+)
+
+// holder keeps one lease alive: a goroutine sleeping until the next RFC 2131
+// deadline (T1, retries, T2, expiry), then acting inside the netns.
+type holder struct {
+	s *Server
+
+	mu      sync.Mutex
+	rec     leasestore.Record
+	removed bool // the address was taken off at expiry
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newHolder(s *Server, rec leasestore.Record) *holder {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &holder{s: s, rec: rec, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+}
+
+func (h *holder) start() { go h.run() }
+
+// stop ends the goroutine and waits for it.
+func (h *holder) stop() {
+	h.cancel()
+	<-h.done
+}
+
+func (h *holder) view() leaseapi.Lease {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.rec
+	now := time.Now()
+	return leaseapi.Lease{
+		Key: r.Key, Spec: r.Spec, Info: r.Info,
+		Phase:       r.Info.PhaseAt(r.Acquired, now),
+		Acquired:    r.Acquired,
+		Expiry:      r.Acquired.Add(r.Info.LeaseTime),
+		NextRenewal: r.Info.NextAttempt(r.Acquired, now, h.s.cfg.MinRetry),
+	}
+}
+
+func (h *holder) snapshot() leasestore.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rec
+}
+
+func (h *holder) run() {
+	defer close(h.done)
+	for {
+		rec := h.snapshot()
+		now := time.Now()
+		next := rec.Info.NextAttempt(rec.Acquired, now, h.s.cfg.MinRetry)
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-h.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		h.step()
+	}
+}
+
+// step acts on the lease according to its phase.
+func (h *holder) step() {
+	rec := h.snapshot()
+	k := rec.Key
+	switch phase := rec.Info.PhaseAt(rec.Acquired, time.Now()); phase {
+	case lease.Bound:
+		return
+	case lease.Renewing, lease.Rebinding:
+		var server net.IP
+		if phase == lease.Renewing {
+			server = rec.Info.ServerID
+		}
+		ack, err := h.extend(rec, server)
+		var nak *lease.NakError
+		switch {
+		case errors.As(err, &nak):
+			h.s.log.Printf("%s: %s refused renewal (%v); starting over", k, rec.Info.ServerID, err)
+			h.expire(rec)
+			h.rediscover(rec, nil)
+		case err != nil:
+			h.s.log.Printf("%s: %s of %s: %v", k, phase, rec.Info.Address.IP, err)
+		default:
+			h.adopt(rec, ack, string(phase))
+		}
+	case lease.Expired:
+		if !h.removed {
+			h.s.log.Printf("%s: lease on %s expired; removing the address and asking for it again", k, rec.Info.Address.IP)
+			h.expire(rec)
+		}
+		h.rediscover(rec, rec.Info.Address.IP)
+	}
+}
+
+// inNetns runs fn inside the lease's namespace.
+func (h *holder) inNetns(rec leasestore.Record, fn func() error) error {
+	if !netnsAlive(rec.Spec.Netns, rec.NetnsIno) {
+		return errNetnsGone
+	}
+	return ns.WithNetNSPath(rec.Spec.Netns, func(ns.NetNS) error { return fn() })
+}
+
+var errNetnsGone = errors.New("netns is gone")
+
+func (h *holder) extend(rec leasestore.Record, server net.IP) (*dhcpv4.DHCPv4, error) {
+	mac, err := rec.Spec.HardwareAddr()
+	if err != nil {
+		return nil, err
+	}
+	var conn *lease.Conn
+	err = h.inNetns(rec, func() error {
+		var err error
+		conn, err = lease.OpenBound(rec.Spec.IfName, mac, rec.Info.Address.IP)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(h.ctx, 3*time.Second)
+	defer cancel()
+	return conn.Extend(ctx, rec.Spec, rec.Info.Address.IP, server)
+}
+
+// rediscover runs a full DISCOVER in the netns, asking for want.
+func (h *holder) rediscover(rec leasestore.Record, want net.IP) {
+	mac, err := rec.Spec.HardwareAddr()
+	if err != nil {
+		return
+	}
+	var conn *lease.Conn
+	err = h.inNetns(rec, func() error {
+		var err error
+		conn, err = lease.OpenRaw(rec.Spec.IfName, mac, nil)
+		return err
+	})
+	if err != nil {
+		h.s.log.Printf("%s: rediscovery: %v", rec.Key, err)
+		return
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(h.ctx, 3*time.Second)
+	defer cancel()
+	ack, err := conn.Acquire(ctx, rec.Spec, want)
+	if err != nil {
+		return
+	}
+	h.adopt(rec, ack, "rediscovery")
+}
+
+// adopt takes a new ACK: applies any change of address or routes in the
+// netns, then persists the lease.
+func (h *holder) adopt(old leasestore.Record, ack *dhcpv4.DHCPv4, how string) {
+	info, err := lease.FromACK(ack)
+	if err != nil {
+		h.s.log.Printf("%s: ignoring ACK: %v", old.Key, err)
+		return
+	}
+	changed := !info.Address.IP.Equal(old.Info.Address.IP) || info.Address.Mask.String() != old.Info.Address.Mask.String() ||
+		!info.Gateway.Equal(old.Info.Gateway) || routesDiffer(info.Routes, old.Info.Routes)
+	if changed || h.removed {
+		err := h.inNetns(old, func() error {
+			if h.removed {
+				return netconf.Apply(old.Spec.IfName, info, old.Spec.RouteMetric, 0)
+			}
+			return netconf.Change(old.Spec.IfName, old.Info, info, old.Spec.RouteMetric, 0)
+		})
+		if err != nil {
+			h.s.log.Printf("%s: applying new lease %s: %v", old.Key, info.Address.IP, err)
+			return
+		}
+		h.s.log.Printf("%s: address now %s via %v (was %s)", old.Key, info.Address.String(), info.Gateway, old.Info.Address.String())
+	}
+	rec := old
+	rec.Info = info
+	rec.Acquired = time.Now()
+	h.mu.Lock()
+	h.rec = rec
+	h.removed = false
+	h.mu.Unlock()
+	if err := h.s.store.Save(rec); err != nil {
+		h.s.log.Printf("%s: %v (the lease is held in memory)", rec.Key, err)
+	}
+	h.s.log.Printf("%s: %s of %s ok, next renewal in %s", rec.Key, how, info.Address.IP, info.RenewTime)
+}
+
+func routesDiffer(a, b []lease.Route) bool {
+	if len(a) != len(b) {
+		return true
+	}
+	for i := range a {
+		if a[i].Dst.String() != b[i].Dst.String() || !a[i].GW.Equal(b[i].GW) {
+			return true
+		}
+	}
+	return false
+}
+
+// expire takes the address and routes off the interface.
+func (h *holder) expire(rec leasestore.Record) {
+	err := h.inNetns(rec, func() error {
+		return netconf.Remove(rec.Spec.IfName, rec.Info, rec.Spec.RouteMetric)
+	})
+	if err != nil {
+		h.s.log.Printf("%s: removing expired address: %v", rec.Key, err)
+	}
+	h.mu.Lock()
+	h.removed = true
+	h.mu.Unlock()
+}
+
+// sendRelease sends RELEASE from the leased address inside the netns, or,
+// when the netns or its link is gone, from a throw-away port on the bridge.
+func (h *holder) sendRelease() {
+	rec := h.snapshot()
+	if h.removed {
+		return // expired: the server no longer holds it for us
+	}
+	mac, err := rec.Spec.HardwareAddr()
+	if err != nil {
+		return
+	}
+	var conn *lease.Conn
+	err = h.inNetns(rec, func() error {
+		var err error
+		conn, err = lease.OpenBound(rec.Spec.IfName, mac, rec.Info.Address.IP)
+		if err != nil {
+			conn, err = lease.OpenRaw(rec.Spec.IfName, mac, rec.Info.Address.IP)
+		}
+		return err
+	})
+	if err == nil {
+		err = conn.Release(rec.Spec, rec.Info.Address.IP, rec.Info.ServerID)
+		conn.Close()
+		if err == nil {
+			return
+		}
+	}
+	if err := releaseViaBridge(rec); err != nil {
+		h.s.log.Printf("%s: could not send RELEASE for %s: %v", rec.Key, rec.Info.Address.IP, err)
+	}
+}
+
+// acquire obtains a first lease for req, or returns the one already held.
+func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Response {
+	fail := func(code uint, msg string, err error) leaseapi.Response {
+		e := &leaseapi.Error{Code: code, Msg: msg}
+		if err != nil {
+			e.Details = err.Error()
+		}
+		return leaseapi.Response{Error: e}
+	}
+	k := req.Key
+	if err := k.Validate(); err != nil {
+		return fail(7, err.Error(), nil)
+	}
+	if req.Spec == nil {
+		return fail(7, "acquire needs a spec", nil)
+	}
+	spec := *req.Spec
+	mac, err := spec.HardwareAddr()
+	if err != nil {
+		return fail(7, err.Error(), nil)
+	}
+	ino, err := netnsIno(spec.Netns)
+	if err != nil {
+		return fail(8, fmt.Sprintf("cannot open netns %s", spec.Netns), err)
+	}
+	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
+	if timeout <= 0 || timeout > 10*time.Minute {
+		timeout = 20 * time.Second
+	}
+
+	s.mu.Lock()
+	if s.acquiring[k] {
+		s.mu.Unlock()
+		return fail(11, fmt.Sprintf("a lease for %s is already being acquired", k), nil)
+	}
+	want := spec.RequestIP
+	if h := s.leases[k]; h != nil {
+		rec := h.snapshot()
+		if rec.NetnsIno == ino && rec.Spec.MAC == spec.MAC && rec.Spec.IfName == spec.IfName && !h.removed {
+			s.mu.Unlock()
+			v := h.view()
+			return leaseapi.Response{Lease: &v}
+		}
+		// Same key in a new namespace: the container was re-created. Keep
+		// asking for its address.
+		delete(s.leases, k)
+		s.mu.Unlock()
+		h.stop()
+		if want == nil {
+			want = rec.Info.Address.IP
+		}
+		s.mu.Lock()
+	}
+	s.acquiring[k] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.acquiring, k)
+		s.mu.Unlock()
+	}()
+
+	var conn *lease.Conn
+	err = ns.WithNetNSPath(spec.Netns, func(ns.NetNS) error {
+		var err error
+		conn, err = lease.OpenRaw(spec.IfName, mac, nil)
+		return err
+	})
+	if err != nil {
+		return fail(999, fmt.Sprintf("opening a DHCP socket on %s in %s", spec.IfName, spec.Netns), err)
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	ack, err := conn.Acquire(actx, spec, want)
+	cancel()
+	conn.Close()
+	if err != nil {
+		return fail(11, fmt.Sprintf("no DHCP lease on bridge %s within %s", spec.Bridge, timeout),
+			fmt.Errorf("%v; check that the bridge has an uplink to the LAN with a DHCP server, that STP's forward delay is not holding new ports, and that with net.bridge.bridge-nf-call-iptables=1 the FORWARD chain accepts the bridge's traffic (see `hostbridge-dhcp doctor`)", err))
+	}
+	info, err := lease.FromACK(ack)
+	if err != nil {
+		return fail(999, "server sent an unusable lease", err)
+	}
+	rec := leasestore.Record{Key: k, Spec: spec, Info: info, Acquired: time.Now(), NetnsIno: ino}
+	if err := s.store.Save(rec); err != nil {
+		h := newHolder(s, rec)
+		h.sendRelease()
+		return fail(999, "could not persist the lease; released it", err)
+	}
+	h := newHolder(s, rec)
+	s.mu.Lock()
+	s.leases[k] = h
+	s.mu.Unlock()
+	h.start()
+	s.log.Printf("%s: acquired %s from %s (lease %s)", k, info.Address.String(), info.ServerID, info.LeaseTime)
+	v := h.view()
+	return leaseapi.Response{Lease: &v}
+}

@@ -1,0 +1,406 @@
+// Package daemon is the lease daemon: it acquires DHCPv4 leases inside
+// container namespaces, keeps them renewed on a timer per lease (goroutines,
+// never an OS thread per lease), persists them, and answers the plugin over
+// a Unix socket.
+package daemon
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lanwire/lanwire/pkg/lease"
+	"github.com/lanwire/lanwire/pkg/leaseapi"
+	"github.com/lanwire/lanwire/pkg/leasestore"
+)
+
+// DefaultStateDir is where leases are kept unless told otherwise.
+const DefaultStateDir = "/var/lib/cni/hostbridge-dhcp"
+
+// Config configures a Server.
+type Config struct {
+	Socket   string
+	StateDir string
+	Log      *log.Logger
+	// PollInterval is how often namespaces are checked for disappearance.
+	PollInterval time.Duration
+	// MinRetry is the shortest wait between renewal attempts.
+	MinRetry time.Duration
+}
+
+// Server is a running lease daemon.
+type Server struct {
+	cfg   Config
+	store *leasestore.Store
+	log   *log.Logger
+
+	mu        sync.Mutex
+	leases    map[lease.Key]*holder
+	acquiring map[lease.Key]bool
+
+	sem chan struct{}
+}
+
+// maxHandlers bounds the connections served at once.
+const maxHandlers = 128
+
+// readTimeout bounds how long a client may take to send its request.
+const readTimeout = 5 * time.Second
+
+// New prepares a server; Run starts it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Socket == "" {
+		cfg.Socket = leaseapi.DefaultSocket
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = DefaultStateDir
+	}
+	if cfg.Log == nil {
+		cfg.Log = log.New(os.Stderr, "", log.LstdFlags)
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 2 * time.Second
+	}
+	if cfg.MinRetry == 0 {
+		cfg.MinRetry = 4 * time.Second
+	}
+	st, err := leasestore.Open(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg: cfg, store: st, log: cfg.Log,
+		leases:    map[lease.Key]*holder{},
+		acquiring: map[lease.Key]bool{},
+		sem:       make(chan struct{}, maxHandlers),
+	}, nil
+}
+
+// Run listens on the socket (or the one systemd passed), resumes the stored
+// leases, sends queued releases and serves until ctx ends. Leases are kept
+// (not released) on shutdown, so a restart resumes them.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := s.listen()
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	s.log.Printf("lease daemon listening on %s, state in %s", s.cfg.Socket, s.cfg.StateDir)
+
+	s.resume()
+	s.drainPending()
+
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
+	go s.pollNamespaces(pollCtx)
+
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	var wg sync.WaitGroup
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accepting on %s: %w", s.cfg.Socket, err)
+		}
+		s.sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-s.sem }()
+			s.serve(ctx, conn)
+		}()
+	}
+	wg.Wait()
+	s.mu.Lock()
+	hs := make([]*holder, 0, len(s.leases))
+	for _, h := range s.leases {
+		hs = append(hs, h)
+	}
+	s.mu.Unlock()
+	for _, h := range hs {
+		h.stop()
+	}
+	os.Remove(s.cfg.Socket)
+	s.log.Printf("lease daemon stopped; %d leases kept in %s", len(hs), s.cfg.StateDir)
+	return nil
+}
+
+func (s *Server) listen() (net.Listener, error) {
+	if ln := systemdListener(); ln != nil {
+		return ln, nil
+	}
+	sock := s.cfg.Socket
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		return nil, fmt.Errorf("creating socket directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another lease daemon already answers on %s", sock)
+	}
+	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("removing stale socket %s: %w", sock, err)
+	}
+	old := unix.Umask(0o177)
+	ln, err := net.Listen("unix", sock)
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("setting mode of %s: %w", sock, err)
+	}
+	return ln, nil
+}
+
+// systemdListener returns the socket passed by systemd socket activation.
+func systemdListener() net.Listener {
+	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) || os.Getenv("LISTEN_FDS") != "1" {
+		return nil
+	}
+	f := os.NewFile(3, "systemd-socket")
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		return nil
+	}
+	return ln
+}
+
+// peerAllowed accepts root and the daemon's own user only.
+func peerAllowed(conn net.Conn) (bool, string) {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return false, "not a unix connection"
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return false, err.Error()
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return false, err.Error()
+	}
+	if cerr != nil {
+		return false, cerr.Error()
+	}
+	if cred.Uid != 0 && int(cred.Uid) != os.Geteuid() {
+		return false, fmt.Sprintf("uid %d (pid %d)", cred.Uid, cred.Pid)
+	}
+	return true, ""
+}
+
+func (s *Server) serve(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	enc := json.NewEncoder(conn)
+	if ok, who := peerAllowed(conn); !ok {
+		s.log.Printf("refused connection from %s", who)
+		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = enc.Encode(leaseapi.Response{Version: leaseapi.Version, Error: &leaseapi.Error{Code: 999, Msg: "permission denied: only root may use the lease daemon"}})
+		return
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(readTimeout))
+	req, err := leaseapi.ReadRequest(bufio.NewReaderSize(conn, 4096))
+	var resp leaseapi.Response
+	if err != nil {
+		resp.Error = &leaseapi.Error{Code: 999, Msg: "bad request", Details: err.Error()}
+	} else {
+		_ = conn.SetReadDeadline(time.Time{})
+		resp = s.handle(ctx, req)
+	}
+	resp.Version = leaseapi.Version
+	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_ = enc.Encode(resp)
+}
+
+func (s *Server) handle(ctx context.Context, req leaseapi.Request) leaseapi.Response {
+	switch req.Method {
+	case leaseapi.MethodAcquire:
+		return s.acquire(ctx, req)
+	case leaseapi.MethodRelease:
+		return s.release(req.Key)
+	case leaseapi.MethodCheck:
+		if h := s.get(req.Key); h != nil {
+			v := h.view()
+			return leaseapi.Response{Lease: &v}
+		}
+		return leaseapi.Response{}
+	case leaseapi.MethodList:
+		return leaseapi.Response{Leases: s.list()}
+	case leaseapi.MethodGC:
+		return s.gc(req.Network, req.Valid)
+	case leaseapi.MethodStatus:
+		return leaseapi.Response{Status: s.status()}
+	}
+	return leaseapi.Response{Error: &leaseapi.Error{Code: 999, Msg: fmt.Sprintf("unknown method %q", req.Method)}}
+}
+
+func (s *Server) get(k lease.Key) *holder {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.leases[k]
+}
+
+func (s *Server) list() []leaseapi.Lease {
+	s.mu.Lock()
+	hs := make([]*holder, 0, len(s.leases))
+	for _, h := range s.leases {
+		hs = append(hs, h)
+	}
+	s.mu.Unlock()
+	out := make([]leaseapi.Lease, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, h.view())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key.String() < out[j].Key.String() })
+	return out
+}
+
+func (s *Server) status() *leaseapi.Status {
+	st := &leaseapi.Status{Version: leaseapi.Version, PID: os.Getpid()}
+	for _, l := range s.list() {
+		st.Leases++
+		if st.OldestRenew.IsZero() || l.Acquired.Before(st.OldestRenew) {
+			st.OldestRenew = l.Acquired
+		}
+	}
+	return st
+}
+
+func (s *Server) gc(network string, valid []leaseapi.Attachment) leaseapi.Response {
+	keep := map[leaseapi.Attachment]bool{}
+	for _, a := range valid {
+		keep[a] = true
+	}
+	var removed []string
+	for _, l := range s.list() {
+		if l.Key.Network != network || keep[leaseapi.Attachment{ContainerID: l.Key.ContainerID, IfName: l.Key.IfName}] {
+			continue
+		}
+		s.release(l.Key)
+		removed = append(removed, l.Key.String())
+	}
+	return leaseapi.Response{Removed: removed}
+}
+
+// release stops the lease's timer, sends RELEASE and forgets the lease.
+func (s *Server) release(k lease.Key) leaseapi.Response {
+	s.mu.Lock()
+	h := s.leases[k]
+	delete(s.leases, k)
+	s.mu.Unlock()
+	if h == nil {
+		// Unknown: maybe never acquired, or already released. Make sure no
+		// stale record would be resumed.
+		if err := s.store.Delete(k); err != nil {
+			return leaseapi.Response{Error: &leaseapi.Error{Code: 999, Msg: err.Error()}}
+		}
+		return leaseapi.Response{}
+	}
+	h.stop()
+	h.sendRelease()
+	if err := s.store.Delete(k); err != nil {
+		return leaseapi.Response{Error: &leaseapi.Error{Code: 999, Msg: err.Error()}}
+	}
+	s.log.Printf("%s: released %s", k, h.rec.Info.Address.IP)
+	return leaseapi.Response{Removed: []string{k.String()}}
+}
+
+// resume starts a holder for every stored lease.
+func (s *Server) resume() {
+	recs, errs := s.store.Load()
+	for _, e := range errs {
+		s.log.Print(e)
+	}
+	for _, rec := range recs {
+		h := newHolder(s, rec)
+		s.mu.Lock()
+		s.leases[rec.Key] = h
+		s.mu.Unlock()
+		s.log.Printf("%s: resumed %s (%s)", rec.Key, rec.Info.Address.IP, rec.Info.PhaseAt(rec.Acquired, time.Now()))
+		h.start()
+	}
+}
+
+// drainPending sends the releases queued by plugins while the daemon was down.
+func (s *Server) drainPending() {
+	ps, err := leasestore.TakePending(leasestore.PendingDir(s.cfg.Socket))
+	if err != nil {
+		s.log.Print(err)
+	}
+	for _, p := range ps {
+		s.log.Printf("%s: sending release queued at %s", p.Key, p.Queued.Format(time.RFC3339))
+		s.release(p.Key)
+	}
+}
+
+// pollNamespaces drops leases whose netns has disappeared.
+func (s *Server) pollNamespaces(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		hs := make([]*holder, 0, len(s.leases))
+		for _, h := range s.leases {
+			hs = append(hs, h)
+		}
+		s.mu.Unlock()
+		for _, h := range hs {
+			if !netnsAlive(h.rec.Spec.Netns, h.rec.NetnsIno) {
+				s.log.Printf("%s: netns %s is gone; releasing", h.rec.Key, h.rec.Spec.Netns)
+				s.release(h.rec.Key)
+			}
+		}
+	}
+}
+
+// netnsIno returns the inode of the namespace mounted at path.
+func netnsIno(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+func netnsAlive(path string, ino uint64) bool {
+	got, err := netnsIno(path)
+	if err != nil {
+		return false
+	}
+	return ino == 0 || got == ino
+}

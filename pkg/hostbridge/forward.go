@@ -1,0 +1,64 @@
+package hostbridge
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
+)
+
+func writeSysctl(name, value string) error {
+	return os.WriteFile(filepath.Join("/proc/sys", name), []byte(value), 0o644)
+}
+
+func readSysctl(name string) string {
+	b, err := os.ReadFile(filepath.Join("/proc/sys", name))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// ForwardRule is the FORWARD rule that lets a bridge's own traffic through
+// when br_netfilter hands bridged frames to iptables (a host with Docker,
+// whose FORWARD policy is DROP).
+func ForwardRule(bridge string) []string {
+	return []string{"-i", bridge, "-o", bridge, "-m", "comment", "--comment", "lanwire hostbridge-dhcp: bridged traffic of " + bridge, "-j", "ACCEPT"}
+}
+
+// ensureForward installs ForwardRule at the top of FORWARD for each family
+// whose bridged frames cross iptables. Other rules and policies are left
+// alone; the rule is shared by every container on the bridge and stays.
+// Equivalent to: `iptables -I FORWARD -i BR -o BR -j ACCEPT`.
+func ensureForward(bridge string) error {
+	fams := []struct {
+		proto  iptables.Protocol
+		sysctl string
+	}{
+		{iptables.ProtocolIPv4, "net/bridge/bridge-nf-call-iptables"},
+		{iptables.ProtocolIPv6, "net/bridge/bridge-nf-call-ip6tables"},
+	}
+	for _, f := range fams {
+		if readSysctl(f.sysctl) != "1" {
+			continue
+		}
+		ipt, err := iptables.New(iptables.IPFamily(f.proto), iptables.Timeout(5))
+		if err != nil {
+			return fmt.Errorf("bridged traffic crosses iptables (%s=1) but iptables is not usable: %w", f.sysctl, err)
+		}
+		rule := ForwardRule(bridge)
+		ok, err := ipt.Exists("filter", "FORWARD", rule...)
+		if err != nil {
+			return fmt.Errorf("checking the FORWARD rule for bridge %s: %w", bridge, err)
+		}
+		if ok {
+			continue
+		}
+		if err := ipt.Insert("filter", "FORWARD", 1, rule...); err != nil {
+			return fmt.Errorf("allowing bridge %s's traffic in FORWARD: %w", bridge, err)
+		}
+	}
+	return nil
+}

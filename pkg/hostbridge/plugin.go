@@ -1,0 +1,358 @@
+package hostbridge
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+
+	"github.com/lanwire/lanwire/pkg/bridgeport"
+	"github.com/lanwire/lanwire/pkg/lease"
+	"github.com/lanwire/lanwire/pkg/leaseapi"
+	"github.com/lanwire/lanwire/pkg/leasestore"
+	"github.com/lanwire/lanwire/pkg/netconf"
+)
+
+// rollback runs undo steps in reverse unless committed.
+type rollback struct{ steps []func() }
+
+func (r *rollback) add(f func()) { r.steps = append(r.steps, f) }
+func (r *rollback) commit()      { r.steps = nil }
+func (r *rollback) run() {
+	for i := len(r.steps) - 1; i >= 0; i-- {
+		r.steps[i]()
+	}
+}
+
+// lookupBridge finds the configured bridge or says how to create it.
+func lookupBridge(name string) (*netlink.Bridge, error) {
+	br, err := bridgeport.Lookup(name)
+	switch {
+	case errors.Is(err, bridgeport.ErrNotFound):
+		return nil, invalid("bridge %q does not exist: hostbridge-dhcp attaches containers to an existing bridge on your LAN; create it with `ip link add %s type bridge && ip link set %s up && ip link set eth0 master %s` (eth0 being your LAN uplink)", name, name, name, name)
+	case errors.Is(err, bridgeport.ErrNotBridge):
+		return nil, invalid("%v: \"bridge\" must name a Linux bridge (see `ip -d link show %s`)", err, name)
+	case err != nil:
+		return nil, err
+	}
+	if !bridgeport.IsUp(br) {
+		return nil, invalid("bridge %q is down: bring it up with `ip link set %s up`", name, name)
+	}
+	return br, nil
+}
+
+// Add attaches the container and returns its DHCP-granted configuration.
+func Add(args *skel.CmdArgs) error {
+	c, err := Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	spec, err := buildSpec(c, args)
+	if err != nil {
+		return err
+	}
+	key := keyOf(c, args)
+	br, err := lookupBridge(c.Bridge)
+	if err != nil {
+		return err
+	}
+	if !c.IgnoreConflicts {
+		if err := checkConflicts(c); err != nil {
+			return err
+		}
+	}
+	netns, err := ns.GetNS(args.Netns)
+	if err != nil {
+		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("opening netns %q", args.Netns), err.Error())
+	}
+	defer netns.Close()
+	if err := ensureDaemon(c); err != nil {
+		return err
+	}
+	mtu := c.MTU
+	if mtu == 0 {
+		mtu = br.Attrs().MTU
+	}
+	mac, _ := net.ParseMAC(spec.MAC)
+
+	undo := &rollback{}
+	defer undo.run()
+	links, err := setupVeth(vethOpts{HostName: hostVethName(key), ContName: args.IfName, MAC: mac, MTU: mtu, Bridge: br, Netns: netns})
+	if links.Created {
+		undo.add(func() { _ = deleteLinks(args.Netns, args.IfName, hostVethName(key)) })
+	}
+	if err != nil {
+		return err
+	}
+	if err := ensureForward(c.Bridge); err != nil {
+		return err
+	}
+	if err := bridgeport.WaitForwarding(links.Host.Attrs().Name, c.LeaseTimeout.Duration); err != nil {
+		return types.NewError(types.ErrTryAgainLater, "new port never started forwarding on bridge "+c.Bridge, err.Error())
+	}
+
+	resp, err := call(c.DaemonSocket, c.LeaseTimeout.Duration+5*time.Second, leaseapi.Request{
+		Method: leaseapi.MethodAcquire, Key: key, Spec: &spec, TimeoutMS: c.LeaseTimeout.Milliseconds(),
+	})
+	if err != nil {
+		return apiError(c.DaemonSocket, err)
+	}
+	if links.Created {
+		undo.add(func() {
+			_, _ = call(c.DaemonSocket, 5*time.Second, leaseapi.Request{Method: leaseapi.MethodRelease, Key: key})
+		})
+	}
+	info := resp.Lease.Info
+	contMTU := 0
+	if c.UseLeaseMTU && info.MTU > 0 {
+		contMTU = info.MTU
+	}
+	var copied []lease.Route
+	if !c.SkipRoutes {
+		copied = bridgeRoutes(br)
+	}
+	var added []lease.Route
+	err = netns.Do(func(ns.NetNS) error {
+		if err := netconf.Apply(args.IfName, info, c.RouteMetric, contMTU); err != nil {
+			return err
+		}
+		added = addRoutes(args.IfName, copied, c.RouteMetric)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("configuring %s with lease %s: %w", args.IfName, info.Address.String(), err)
+	}
+	result := buildResult(c, args, br, links, info, added)
+	undo.commit()
+	return types.PrintResult(result, c.CNIVersion)
+}
+
+// bridgeRoutes lists the host's non-default static routes through the bridge.
+func bridgeRoutes(br *netlink.Bridge) []lease.Route {
+	rs, err := netlinksafe.RouteList(br, netlink.FAMILY_V4)
+	if err != nil {
+		return nil
+	}
+	var out []lease.Route
+	for _, r := range rs {
+		if r.Dst == nil || r.Protocol == netlink.RouteProtocol(2) /* kernel: the subnet route */ {
+			continue
+		}
+		if ones, _ := r.Dst.Mask.Size(); ones == 0 {
+			continue
+		}
+		out = append(out, lease.Route{Dst: *r.Dst, GW: r.Gw})
+	}
+	return out
+}
+
+// addRoutes installs copied bridge routes in the container; a route whose
+// gateway is not reachable from the container is skipped.
+func addRoutes(ifname string, rs []lease.Route, metric int) []lease.Route {
+	link, err := netlinksafe.LinkByName(ifname)
+	if err != nil {
+		return nil
+	}
+	var added []lease.Route
+	for _, r := range rs {
+		dst := r.Dst
+		nr := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: &dst, Gw: r.GW, Priority: metric}
+		if r.GW == nil {
+			nr.Scope = netlink.SCOPE_LINK
+		}
+		if netlink.RouteReplace(nr) == nil {
+			added = append(added, r)
+		}
+	}
+	return added
+}
+
+func buildResult(c *Config, args *skel.CmdArgs, br *netlink.Bridge, links vethLinks, info lease.Info, extra []lease.Route) *current.Result {
+	contIdx := 2
+	res := &current.Result{
+		CNIVersion: current.ImplementedSpecVersion,
+		Interfaces: []*current.Interface{
+			{Name: br.Attrs().Name, Mac: br.Attrs().HardwareAddr.String()},
+			{Name: links.Host.Attrs().Name, Mac: links.Host.Attrs().HardwareAddr.String()},
+			{Name: args.IfName, Mac: links.Cont.Attrs().HardwareAddr.String(), Sandbox: args.Netns},
+		},
+		IPs: []*current.IPConfig{{
+			Interface: &contIdx,
+			Address:   net.IPNet{IP: info.Address.IP, Mask: info.Address.Mask},
+			Gateway:   info.Gateway,
+		}},
+		DNS: types.DNS{Domain: info.Domain, Search: info.Search},
+	}
+	for _, d := range info.DNS {
+		res.DNS.Nameservers = append(res.DNS.Nameservers, d.String())
+	}
+	for _, r := range append(append([]lease.Route{}, info.Routes...), extra...) {
+		rt := &types.Route{Dst: r.Dst, GW: r.GW}
+		if c.RouteMetric > 0 {
+			m := c.RouteMetric
+			rt.Priority = m
+		}
+		res.Routes = append(res.Routes, rt)
+	}
+	return res
+}
+
+// Del releases the lease and removes the veth. It succeeds when the daemon is
+// down (the release is queued for it), the netns is gone or nothing is known.
+func Del(args *skel.CmdArgs) error {
+	c, err := Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	key := keyOf(c, args)
+	var errs []error
+	_, err = call(c.DaemonSocket, 10*time.Second, leaseapi.Request{Method: leaseapi.MethodRelease, Key: key})
+	if err != nil {
+		cargs, _ := parseArgs(args.Args)
+		mac, merr := macFor(c, args, cargs)
+		p := leasestore.Pending{Key: key, Bridge: c.Bridge, Queued: time.Now()}
+		if merr == nil {
+			p.MAC = mac.String()
+		}
+		if qerr := leasestore.QueueRelease(leasestore.PendingDir(c.DaemonSocket), p); qerr != nil {
+			errs = append(errs, fmt.Errorf("lease daemon unreachable (%v) and queueing the release failed: %w", err, qerr))
+		}
+	}
+	if err := deleteLinks(args.Netns, args.IfName, hostVethName(key)); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return types.NewError(types.ErrInternal, "removing the attachment of "+key.String(), errors.Join(errs...).Error())
+	}
+	return nil
+}
+
+// Check compares the held lease and the container's interface with
+// prevResult. It never acquires anything.
+func Check(args *skel.CmdArgs) error {
+	c, err := Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if c.PrevResult == nil {
+		return invalid("CHECK needs a prevResult")
+	}
+	prev, err := current.NewResultFromResult(c.PrevResult)
+	if err != nil {
+		return invalid("converting prevResult: %v", err)
+	}
+	key := keyOf(c, args)
+	var want *current.IPConfig
+	for _, ip := range prev.IPs {
+		if ip.Address.IP.To4() != nil && ip.Interface != nil && *ip.Interface < len(prev.Interfaces) && prev.Interfaces[*ip.Interface].Name == args.IfName {
+			want = ip
+		}
+	}
+	if want == nil {
+		return invalid("prevResult has no IPv4 address for %s", args.IfName)
+	}
+	resp, err := call(c.DaemonSocket, 5*time.Second, leaseapi.Request{Method: leaseapi.MethodCheck, Key: key})
+	if err != nil {
+		return apiError(c.DaemonSocket, err)
+	}
+	if resp.Lease == nil {
+		return types.NewError(types.ErrInternal, fmt.Sprintf("the lease daemon holds no lease for %s", key), "the container must be re-added")
+	}
+	l := resp.Lease
+	if l.Phase == lease.Expired {
+		return types.NewError(types.ErrInternal, fmt.Sprintf("lease of %s on %s expired at %s; the daemon keeps asking the DHCP server", l.Info.Address.IP, args.IfName, l.Expiry.Format(time.RFC3339)), "")
+	}
+	if !l.Info.Address.IP.Equal(want.Address.IP) {
+		return types.NewError(types.ErrInternal, fmt.Sprintf("lease address is now %s, prevResult says %s", l.Info.Address.IP, want.Address.IP), "")
+	}
+	var contMAC string
+	for _, ifc := range prev.Interfaces {
+		if ifc.Name == args.IfName && ifc.Sandbox != "" {
+			contMAC = ifc.Mac
+		}
+	}
+	return ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
+		link, err := netlinksafe.LinkByName(args.IfName)
+		if err != nil {
+			return fmt.Errorf("interface %s is missing from the container: %w", args.IfName, err)
+		}
+		if contMAC != "" && link.Attrs().HardwareAddr.String() != contMAC {
+			return fmt.Errorf("interface %s has MAC %s, prevResult says %s", args.IfName, link.Attrs().HardwareAddr, contMAC)
+		}
+		ok, err := netconf.HasAddress(args.IfName, l.Info.Address)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("interface %s lost its address %s", args.IfName, l.Info.Address.String())
+		}
+		routes, err := netlinksafe.RouteList(link, netlink.FAMILY_V4)
+		if err != nil {
+			return fmt.Errorf("listing routes of %s: %w", args.IfName, err)
+		}
+		for _, want := range prev.Routes {
+			if !haveRoute(routes, want) {
+				return fmt.Errorf("route %s via %v is missing from %s", want.Dst.String(), want.GW, args.IfName)
+			}
+		}
+		return nil
+	})
+}
+
+func haveRoute(rs []netlink.Route, want *types.Route) bool {
+	ones, _ := want.Dst.Mask.Size()
+	for _, r := range rs {
+		if r.Dst == nil {
+			if ones == 0 && (want.GW == nil || want.GW.Equal(r.Gw)) {
+				return true
+			}
+			continue
+		}
+		if r.Dst.String() == want.Dst.String() && (want.GW == nil || want.GW.Equal(r.Gw)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Status reports whether the daemon answers and the bridge is up.
+func Status(args *skel.CmdArgs) error {
+	c, err := Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if _, err := call(c.DaemonSocket, 3*time.Second, leaseapi.Request{Method: leaseapi.MethodStatus}); err != nil {
+		return types.NewError(50, fmt.Sprintf("lease daemon not reachable at %s: start it with `hostbridge-dhcp daemon --socket %s` or `systemctl start hostbridge-dhcp.socket`", c.DaemonSocket, c.DaemonSocket), err.Error())
+	}
+	if _, err := lookupBridge(c.Bridge); err != nil {
+		var te *types.Error
+		if errors.As(err, &te) {
+			return types.NewError(50, te.Msg, "")
+		}
+		return types.NewError(50, err.Error(), "")
+	}
+	return nil
+}
+
+// GC releases every lease of this network not in cni.dev/valid-attachments.
+func GC(args *skel.CmdArgs) error {
+	c, err := Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	valid := make([]leaseapi.Attachment, 0, len(c.ValidAttachments))
+	for _, a := range c.ValidAttachments {
+		valid = append(valid, leaseapi.Attachment{ContainerID: a.ContainerID, IfName: a.IfName})
+	}
+	if _, err := call(c.DaemonSocket, 30*time.Second, leaseapi.Request{Method: leaseapi.MethodGC, Network: c.Name, Valid: valid}); err != nil {
+		return apiError(c.DaemonSocket, err)
+	}
+	return nil
+}
