@@ -12,7 +12,7 @@ SYSTEMD_DIR ?= /etc/systemd/system
 CNITOOL_VERSION ?= v1.3.0
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 PLUGINS     := hostbridge-dhcp
-APT_PKGS    := iptables dnsmasq-base conntrack iproute2 busybox-static
+APT_PKGS    := iptables dnsmasq-base conntrack iproute2 procps busybox-static
 TEST_TIMEOUT ?= 20m
 
 .PHONY: all build install test deps unit integration demo demo-clean vet fmt clean

@@ -224,6 +224,7 @@ func TestRenewAtT1(t *testing.T) {
 	d := startDaemon(t)
 	n := newNetwork(t, l, d, nil)
 	a := attach{ID: "renew", Netns: container(t, l)}
+	added := time.Now()
 	res := n.MustAdd(a)
 	ip := res.IPs[0].Address.IP.String()
 	acks := len(dhcpLines(l, "DHCPACK", ip))
@@ -233,7 +234,7 @@ func TestRenewAtT1(t *testing.T) {
 		t.Errorf("want the renewal REQUEST in dnsmasq's log, got %v", reqs)
 	}
 	// Past the first expiry (120 s after ADD) the address is still there.
-	time.Sleep(time.Until(time.Now().Add(130*time.Second - 75*time.Second)))
+	time.Sleep(time.Until(added.Add(125 * time.Second)))
 	out, err := nsRun(a.Netns, "ip", "-4", "addr", "show", "dev", "eth0")
 	if err != nil || !strings.Contains(out, ip+"/") {
 		t.Fatalf("address %s gone after the first expiry: %v\n%s", ip, err, out)

@@ -64,6 +64,13 @@ func (h *holder) snapshot() leasestore.Record {
 	return h.rec
 }
 
+// isRemoved reports whether the address was taken off at expiry.
+func (h *holder) isRemoved() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.removed
+}
+
 func (h *holder) run() {
 	defer close(h.done)
 	for {
@@ -106,7 +113,7 @@ func (h *holder) step() {
 			h.adopt(rec, ack, string(phase))
 		}
 	case lease.Expired:
-		if !h.removed {
+		if !h.isRemoved() {
 			h.s.log.Printf("%s: lease on %s expired; removing the address and asking for it again", k, rec.Info.Address.IP)
 			h.expire(rec)
 		}
@@ -180,9 +187,10 @@ func (h *holder) adopt(old leasestore.Record, ack *dhcpv4.DHCPv4, how string) {
 	}
 	changed := !info.Address.IP.Equal(old.Info.Address.IP) || info.Address.Mask.String() != old.Info.Address.Mask.String() ||
 		!info.Gateway.Equal(old.Info.Gateway) || routesDiffer(info.Routes, old.Info.Routes)
-	if changed || h.removed {
+	removed := h.isRemoved()
+	if changed || removed {
 		err := h.inNetns(old, func() error {
-			if h.removed {
+			if removed {
 				return netconf.Apply(old.Spec.IfName, info, old.Spec.RouteMetric, 0)
 			}
 			return netconf.Change(old.Spec.IfName, old.Info, info, old.Spec.RouteMetric, 0)
@@ -235,7 +243,7 @@ func (h *holder) expire(rec leasestore.Record) {
 // when the netns or its link is gone, from a throw-away port on the bridge.
 func (h *holder) sendRelease() {
 	rec := h.snapshot()
-	if h.removed {
+	if h.isRemoved() {
 		return // expired: the server no longer holds it for us
 	}
 	mac, err := rec.Spec.HardwareAddr()
@@ -301,7 +309,7 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 	want := spec.RequestIP
 	if h := s.leases[k]; h != nil {
 		rec := h.snapshot()
-		if rec.NetnsIno == ino && rec.Spec.MAC == spec.MAC && rec.Spec.IfName == spec.IfName && !h.removed {
+		if rec.NetnsIno == ino && rec.Spec.MAC == spec.MAC && rec.Spec.IfName == spec.IfName && !h.isRemoved() {
 			s.mu.Unlock()
 			v := h.view()
 			return leaseapi.Response{Lease: &v}

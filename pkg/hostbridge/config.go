@@ -203,6 +203,9 @@ func Parse(stdin []byte) (*Config, error) {
 		if reservedSend[code] {
 			return nil, invalid("\"sendOptions\": option %d is set by the client itself and cannot be overridden", code)
 		}
+		if _, dup := c.sendCodes[code]; dup {
+			return nil, invalid("\"sendOptions\": option %d is given twice (as a name and as a code?)", code)
+		}
 		if v.Value == "" && v.FromArg == "" {
 			return nil, invalid("\"sendOptions\" %q: give a value or {\"fromArg\": \"NAME\"}", name)
 		}
