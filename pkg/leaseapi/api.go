@@ -46,7 +46,7 @@ type Request struct {
 	TimeoutMS int64 `json:"timeoutMS,omitempty"`
 	// Network and Valid scope gc: leases of Network whose
 	// (containerID, ifname) is not in Valid are released.
-	Network string      `json:"network,omitempty"`
+	Network string       `json:"network,omitempty"`
 	Valid   []Attachment `json:"valid,omitempty"`
 }
 
