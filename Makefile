@@ -15,7 +15,7 @@ PLUGINS     := hostbridge-dhcp
 APT_PKGS    := iptables dnsmasq-base conntrack iproute2 procps busybox-static
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build install test deps unit integration demo demo-clean vet fmt clean
+.PHONY: all build install test deps unit integration bench demo demo-clean vet fmt clean
 
 all: build
 
@@ -57,6 +57,11 @@ integration: build
 		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./integration/... 2>&1 | tee integration.log
 
 test: deps vet unit integration
+
+# bench measures ADD/DEL latency on the test LAN (the comparison with the
+# upstream plugins comes with the benchmark issue).
+bench: deps build
+	LANWIRE_BIN=$(CURDIR)/bin $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./integration/
 
 demo:
 	@echo "make demo: coming soon. The demo LAN story lands with the demo issue;"

@@ -65,7 +65,7 @@ func TestMain(m *testing.M) {
 func plugin(name string) string { return filepath.Join(binDir, name) }
 
 // newLAN builds a test LAN that is removed when the test ends.
-func newLAN(t *testing.T, opts testlan.Options) *testlan.LAN {
+func newLAN(t testing.TB, opts testlan.Options) *testlan.LAN {
 	t.Helper()
 	l, err := testlan.New(opts)
 	if err != nil {
@@ -91,7 +91,7 @@ func tail(s string, n int) string {
 }
 
 // container makes a fresh netns on the LAN.
-func container(t *testing.T, l *testlan.LAN) string {
+func container(t testing.TB, l *testlan.LAN) string {
 	t.Helper()
 	p, err := l.NewContainer()
 	if err != nil {
@@ -102,14 +102,14 @@ func container(t *testing.T, l *testlan.LAN) string {
 
 // daemonProc is a lease daemon the test started.
 type daemonProc struct {
-	t        *testing.T
+	t        testing.TB
 	Socket   string
 	StateDir string
 	LogPath  string
 	cmd      *exec.Cmd
 }
 
-func startDaemon(t *testing.T) *daemonProc {
+func startDaemon(t testing.TB) *daemonProc {
 	t.Helper()
 	dir := t.TempDir()
 	d := &daemonProc{t: t, Socket: filepath.Join(dir, "run", "hb.sock"), StateDir: filepath.Join(dir, "state"), LogPath: filepath.Join(dir, "daemon.log")}
@@ -190,7 +190,7 @@ func (d *daemonProc) Leases() []leaseapi.Lease {
 
 // network is a conflist on disk plus a libcni handle for it.
 type network struct {
-	t     *testing.T
+	t     testing.TB
 	Dir   string // NETCONFPATH for cnitool
 	Name  string
 	list  *libcni.NetworkConfigList
@@ -200,7 +200,7 @@ type network struct {
 
 // newNetwork writes a conflist whose only plugin is hostbridge-dhcp on the
 // LAN's bridge, talking to d. extra is merged into the plugin object.
-func newNetwork(t *testing.T, l *testlan.LAN, d *daemonProc, extra map[string]any) *network {
+func newNetwork(t testing.TB, l *testlan.LAN, d *daemonProc, extra map[string]any) *network {
 	t.Helper()
 	conf := map[string]any{
 		"type": "hostbridge-dhcp", "bridge": l.Bridge, "daemonSocket": d.Socket, "autoStartDaemon": false,
@@ -215,7 +215,7 @@ func newNetwork(t *testing.T, l *testlan.LAN, d *daemonProc, extra map[string]an
 	return newNetworkList(t, "lan"+l.ID, []map[string]any{conf})
 }
 
-func newNetworkList(t *testing.T, name string, plugins []map[string]any) *network {
+func newNetworkList(t testing.TB, name string, plugins []map[string]any) *network {
 	t.Helper()
 	dir := t.TempDir()
 	data, _ := json.MarshalIndent(map[string]any{"cniVersion": "1.1.0", "name": name, "plugins": plugins}, "", "  ")
@@ -279,7 +279,7 @@ func (n *network) Check(a attach) error {
 }
 
 // cniError returns the CNI error in err, failing the test if there is none.
-func cniError(t *testing.T, err error) *types.Error {
+func cniError(t testing.TB, err error) *types.Error {
 	t.Helper()
 	var te *types.Error
 	if !errors.As(err, &te) {
@@ -295,7 +295,7 @@ func nsRun(netns string, args ...string) (string, error) {
 }
 
 // links lists a netns's link names (all of the host's when netns is "").
-func links(t *testing.T, netns string) []string {
+func links(t testing.TB, netns string) []string {
 	t.Helper()
 	args := []string{"-o", "link", "show"}
 	if netns != "" {
@@ -316,7 +316,7 @@ func links(t *testing.T, netns string) []string {
 }
 
 // bridgePorts lists the links enslaved to bridge.
-func bridgePorts(t *testing.T, bridge string) []string {
+func bridgePorts(t testing.TB, bridge string) []string {
 	t.Helper()
 	out, _ := exec.Command("ip", "-o", "link", "show", "master", bridge).Output()
 	var names []string
@@ -329,7 +329,7 @@ func bridgePorts(t *testing.T, bridge string) []string {
 	return names
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !ok() {
@@ -347,7 +347,7 @@ func stateFiles(dir string) []string {
 }
 
 // runCnitool runs cnitool as a user would.
-func runCnitool(t *testing.T, n *network, env []string, args ...string) (string, string, error) {
+func runCnitool(t testing.TB, n *network, env []string, args ...string) (string, string, error) {
 	t.Helper()
 	if cnitool == "" {
 		t.Fatal("cnitool not found: `make test` installs it (go install github.com/containernetworking/cni/cnitool)")
