@@ -1,0 +1,339 @@
+package offline
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+
+	"github.com/lanwire/lanwire/pkg/egress"
+)
+
+// hostSide is where the container's packets enter the host.
+type hostSide struct {
+	Veth   string
+	Bridge string // empty when the veth is routed, not bridged
+}
+
+// findHostSide picks the container's host veth from prevResult: an
+// interface outside any sandbox that is a veth.
+func findHostSide(res *current.Result) (hostSide, error) {
+	for _, ifc := range res.Interfaces {
+		if ifc.Sandbox != "" {
+			continue
+		}
+		l, err := netlinksafe.LinkByName(ifc.Name)
+		if err != nil || l.Type() != "veth" {
+			continue
+		}
+		hs := hostSide{Veth: ifc.Name}
+		if idx := l.Attrs().MasterIndex; idx > 0 {
+			m, err := netlink.LinkByIndex(idx)
+			if err != nil {
+				return hs, fmt.Errorf("finding the bridge of %s: %w", ifc.Name, err)
+			}
+			if m.Type() == "bridge" {
+				hs.Bridge = m.Attrs().Name
+			}
+		}
+		return hs, nil
+	}
+	return hostSide{}, types.NewError(types.ErrInvalidNetworkConfig,
+		"prevResult names no host-side veth of the container: chain offline-egress after hostbridge-dhcp or the bridge plugin", "")
+}
+
+// ensureBridgeNetfilter makes bridged frames of bridge cross iptables. It
+// sets the bridge's own nf_call_iptables/ip6tables, never the global
+// sysctls; when br_netfilter is not loaded it loads it and puts the global
+// switches (which loading turns on) back off, so other bridges are untouched.
+// Equivalent to: `ip link set BR type bridge nf_call_iptables 1 nf_call_ip6tables 1`.
+func ensureBridgeNetfilter(bridge string) error {
+	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
+		if out, err := exec.Command("modprobe", "br_netfilter").CombinedOutput(); err != nil {
+			return fmt.Errorf("offline-egress needs the br_netfilter kernel module to filter bridged traffic; load it with `modprobe br_netfilter` (%v: %s)", err, strings.TrimSpace(string(out)))
+		}
+		for _, s := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables"} {
+			_ = os.WriteFile("/proc/sys/net/bridge/"+s, []byte("0"), 0o644)
+		}
+	}
+	for _, attr := range []string{"nf_call_iptables", "nf_call_ip6tables"} {
+		p := filepath.Join("/sys/class/net", bridge, "bridge", attr)
+		if b, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(b)) == "1" {
+			continue
+		}
+		if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
+			return fmt.Errorf("turning on %s of bridge %s: %w", attr, bridge, err)
+		}
+	}
+	return nil
+}
+
+// spec builds the firewall spec of the container described by prev.
+func spec(c *Config, args *skel.CmdArgs, prev *current.Result, hs hostSide) egress.Spec {
+	s := egress.Spec{
+		Chain:     egress.ChainName(c.Name, args.ContainerID),
+		Comment:   egress.Comment(c.Name, args.ContainerID),
+		HostIf:    hs.Veth,
+		Bridged:   hs.Bridge != "",
+		Allow:     c.allow,
+		DNS:       c.dns,
+		AllowDHCP: *c.AllowDHCP,
+	}
+	for _, ip := range prev.IPs {
+		s.Subnets = append(s.Subnets, &net.IPNet{IP: ip.Address.IP.Mask(ip.Address.Mask), Mask: ip.Address.Mask})
+	}
+	if c.LogBlocked {
+		s.LogPrefix = egress.LogPrefix(args.ContainerID)
+	}
+	return s
+}
+
+func hasV6(prev *current.Result) bool {
+	for _, ip := range prev.IPs {
+		if ip.Address.IP.To4() == nil {
+			return true
+		}
+	}
+	return false
+}
+
+func prevResult(c *Config) (*current.Result, error) {
+	if c.PrevResult == nil {
+		return nil, invalid("offline-egress is a chained plugin and needs a prevResult: put it after hostbridge-dhcp (or bridge) in a conflist")
+	}
+	res, err := current.NewResultFromResult(c.PrevResult)
+	if err != nil {
+		return nil, invalid("converting prevResult: %v", err)
+	}
+	return res, nil
+}
+
+func firewallError(err error) error {
+	if errors.Is(err, egress.ErrLocked) {
+		return types.NewError(types.ErrTryAgainLater, "the firewall is busy: another process held the xtables lock", err.Error())
+	}
+	return types.NewError(types.ErrInternal, "installing the offline-egress firewall", err.Error())
+}
+
+// Add installs the container's firewall and passes prevResult on, with the
+// configured nameservers.
+func Add(args *skel.CmdArgs) error {
+	c, err := Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	prev, err := prevResult(c)
+	if err != nil {
+		return err
+	}
+	hs, err := findHostSide(prev)
+	if err != nil {
+		return err
+	}
+	if hs.Bridge != "" {
+		if err := ensureBridgeNetfilter(hs.Bridge); err != nil {
+			return types.NewError(types.ErrInternal, "cannot filter bridged traffic", err.Error())
+		}
+	}
+	s := spec(c, args, prev, hs)
+	t4, err := egress.Open(egress.V4)
+	if err != nil {
+		return types.NewError(types.ErrInternal, "offline-egress cannot enforce IPv4: install iptables", err.Error())
+	}
+	unlock, err := egress.Lock()
+	if err != nil {
+		return firewallError(err)
+	}
+	defer unlock()
+	t6, err6 := egress.Open(egress.V6)
+	if err6 != nil && hasV6(prev) {
+		return types.NewError(types.ErrInternal, "the container has IPv6 but offline-egress cannot enforce IPv6 (fail closed): install ip6tables", err6.Error())
+	}
+	installed := []*egress.Tables{}
+	undo := func() {
+		for _, t := range installed {
+			_ = t.Remove(s.Chain)
+		}
+	}
+	tables := []*egress.Tables{t4}
+	if err6 == nil {
+		tables = append(tables, t6)
+	}
+	for _, t := range tables {
+		if err := t.Install(s); err != nil {
+			undo()
+			return firewallError(err)
+		}
+		installed = append(installed, t)
+	}
+	if err6 != nil {
+		// No ip6tables and no IPv6 address: make sure the container cannot
+		// bring IPv6 up unfiltered through SLAAC.
+		if err := disableIPv6(args.Netns, args.IfName); err != nil {
+			undo()
+			return types.NewError(types.ErrInternal, "ip6tables is missing and IPv6 could not be turned off in the container (fail closed)", err.Error())
+		}
+	}
+	flushConntrack(prev)
+	for _, d := range c.dns {
+		prev.DNS.Nameservers = append(prev.DNS.Nameservers, d.String())
+	}
+	return types.PrintResult(prev, c.CNIVersion)
+}
+
+// flushConntrack forgets flows the container opened before its firewall
+// existed, so none survives ADD.
+// Equivalent to: `conntrack -D -s IP`.
+func flushConntrack(prev *current.Result) {
+	for _, ip := range prev.IPs {
+		fam := netlink.InetFamily(netlink.FAMILY_V4)
+		if ip.Address.IP.To4() == nil {
+			fam = netlink.FAMILY_V6
+		}
+		f := &netlink.ConntrackFilter{}
+		if err := f.AddIP(netlink.ConntrackOrigSrcIP, ip.Address.IP); err != nil {
+			continue
+		}
+		_, _ = netlink.ConntrackDeleteFilters(netlink.ConntrackTable, fam, f)
+	}
+}
+
+func disableIPv6(netnsPath, ifname string) error {
+	return ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		for _, k := range []string{"all", "default", ifname} {
+			p := filepath.Join("/proc/sys/net/ipv6/conf", k, "disable_ipv6")
+			if _, err := os.Stat(p); err != nil {
+				continue // IPv6 not in this kernel
+			}
+			if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// openAll returns the tables of every family whose iptables is usable.
+func openAll() []*egress.Tables {
+	var ts []*egress.Tables
+	for _, f := range []egress.Family{egress.V4, egress.V6} {
+		if t, err := egress.Open(f); err == nil {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
+// Del removes exactly this container's chain and dispatch rules. It needs
+// no prevResult and succeeds when they are already gone.
+func Del(args *skel.CmdArgs) error {
+	c, err := Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	chain := egress.ChainName(c.Name, args.ContainerID)
+	unlock, err := egress.Lock()
+	if err != nil {
+		return firewallError(err)
+	}
+	defer unlock()
+	var errs []error
+	for _, t := range openAll() {
+		if err := t.Remove(chain); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return firewallError(errors.Join(errs...))
+	}
+	return nil
+}
+
+// Check verifies every rule of the container is in place.
+func Check(args *skel.CmdArgs) error {
+	c, err := Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	prev, err := prevResult(c)
+	if err != nil {
+		return err
+	}
+	hs, err := findHostSide(prev)
+	if err != nil {
+		return err
+	}
+	s := spec(c, args, prev, hs)
+	t4, err := egress.Open(egress.V4)
+	if err != nil {
+		return err
+	}
+	if err := t4.Check(s); err != nil {
+		return err
+	}
+	if t6, err := egress.Open(egress.V6); err == nil {
+		return t6.Check(s)
+	} else if hasV6(prev) {
+		return err
+	}
+	return nil
+}
+
+// GC removes the chains of this network's containers not in the valid list.
+func GC(args *skel.CmdArgs) error {
+	c, err := Parse(args.StdinData)
+	if err != nil {
+		return err
+	}
+	valid := map[string]bool{}
+	for _, a := range c.ValidAttachments {
+		valid[a.ContainerID] = true
+	}
+	unlock, err := egress.Lock()
+	if err != nil {
+		return firewallError(err)
+	}
+	defer unlock()
+	var errs []error
+	for _, t := range openAll() {
+		owners, err := t.Owners()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for chain, comment := range owners {
+			network, id, ok := egress.ParseComment(comment)
+			if !ok || network != c.Name || valid[id] {
+				continue
+			}
+			if err := t.Remove(chain); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return firewallError(errors.Join(errs...))
+	}
+	return nil
+}
+
+// Status says whether iptables can be used.
+func Status(args *skel.CmdArgs) error {
+	if _, err := Parse(args.StdinData); err != nil {
+		return err
+	}
+	if _, err := egress.Open(egress.V4); err != nil {
+		return types.NewError(50, "offline-egress cannot use iptables: install iptables", err.Error())
+	}
+	return nil
+}

@@ -1,0 +1,21 @@
+// Command offline-egress is the chained CNI plugin that keeps a container
+// offline but for an allowlist.
+package main
+
+import (
+	"runtime"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/lanwire/lanwire/pkg/offline"
+)
+
+func init() { runtime.LockOSThread() }
+
+func main() {
+	skel.PluginMainFuncs(skel.CNIFuncs{
+		Add: offline.Add, Del: offline.Del, Check: offline.Check,
+		Status: offline.Status, GC: offline.GC,
+	}, version.All, "offline-egress: containers offline but for an allowlist (lanwire)")
+}
