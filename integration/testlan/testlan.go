@@ -36,15 +36,20 @@ type Options struct {
 
 // LAN is one fake LAN. Its fields are what a test needs to look at it.
 type LAN struct {
-	ID         string `json:"id"`
-	Dir        string `json:"dir"`
-	Bridge     string `json:"bridge"`
-	Uplink     string `json:"uplink"` // host end of the LAN netns's veth
-	LANNS      string `json:"lanNetns"`
-	InetNS     string `json:"inetNetns"`
-	Subnet     string `json:"subnet"` // e.g. 10.77.3.0/24
-	Router     string `json:"router"` // the LAN netns: gateway, DHCP and DNS server
-	HostAddr   string `json:"hostAddr,omitempty"`
+	ID       string `json:"id"`
+	Dir      string `json:"dir"`
+	Bridge   string `json:"bridge"`
+	Uplink   string `json:"uplink"` // host end of the LAN netns's veth
+	LANNS    string `json:"lanNetns"`
+	InetNS   string `json:"inetNetns"`
+	Subnet   string `json:"subnet"` // e.g. 10.77.3.0/24
+	Router   string `json:"router"` // the LAN netns: gateway, DHCP and DNS server
+	HostAddr string `json:"hostAddr,omitempty"`
+	// Subnet6 and Router6 are the LAN's IPv6 prefix (a ULA) and the
+	// router's address in it; HostAddr6 the host's, with HostIP.
+	Subnet6    string `json:"subnet6"`
+	Router6    string `json:"router6"`
+	HostAddr6  string `json:"hostAddr6,omitempty"`
 	Internet   string `json:"internet"`  // an address in the fake internet
 	Internet6  string `json:"internet6"` // its IPv6 address
 	LeaseFile  string `json:"leaseFile"`
@@ -95,8 +100,11 @@ func New(opts Options) (*LAN, error) {
 		LeaseFile: filepath.Join(dir, "dnsmasq.leases"),
 		LogFile:   filepath.Join(dir, "dnsmasq.log"),
 	}
+	ula := fmt.Sprintf("fd%02x:%02x%02x:4c57", b[0], b[1], b[2])
+	l.Subnet6, l.Router6 = ula+"::/64", ula+"::1"
 	if opts.HostIP {
 		l.HostAddr = fmt.Sprintf("10.%d.%d.254", second, third)
+		l.HostAddr6 = ula + "::fe"
 	}
 	if err := CheckSafe(l.Subnet); err != nil {
 		os.RemoveAll(dir)
@@ -179,6 +187,7 @@ func (l *LAN) build() error {
 		{"ip", "link", "set", l.Uplink, "master", l.Bridge, "up"},
 		{"ip", "-n", l.LANNS, "link", "set", "lo", "up"},
 		{"ip", "-n", l.LANNS, "addr", "add", fmt.Sprintf("%s/%d", l.Router, ones), "dev", "eth0"},
+		{"ip", "-n", l.LANNS, "addr", "add", l.Router6 + "/64", "dev", "eth0", "nodad"},
 		{"ip", "-n", l.LANNS, "link", "set", "eth0", "up"},
 		{"ip", "-n", l.LANNS, "link", "add", "wan0", "type", "veth", "peer", "name", "eth0", "netns", l.InetNS},
 		{"ip", "-n", l.LANNS, "addr", "add", internetRouter + "/24", "dev", "wan0"},
@@ -193,7 +202,8 @@ func (l *LAN) build() error {
 		{"ip", "netns", "exec", l.LANNS, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"},
 	}
 	if l.HostAddr != "" {
-		steps = append(steps, []string{"ip", "addr", "add", fmt.Sprintf("%s/%d", l.HostAddr, ones), "dev", l.Bridge})
+		steps = append(steps, []string{"ip", "addr", "add", fmt.Sprintf("%s/%d", l.HostAddr, ones), "dev", l.Bridge},
+			[]string{"ip", "addr", "add", l.HostAddr6 + "/64", "dev", l.Bridge, "nodad"})
 	}
 	for _, s := range steps {
 		if err := run(s...); err != nil {

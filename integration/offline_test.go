@@ -1,0 +1,334 @@
+package integration
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/lanwire/lanwire/integration/testlan"
+	"github.com/lanwire/lanwire/pkg/egress"
+)
+
+// offlineGround is a LAN with services to reach: the fake internet (TCP 80,
+// UDP 7, ICMP; IPv4 and IPv6), the LAN router (TCP 9000 and 9001, DNS),
+// and a "mirror" on the host (TCP 8000 and 8001 on the bridge addresses).
+type offlineGround struct {
+	lan    *testlan.LAN
+	d      *daemonProc
+	hostLL string // the bridge's IPv6 link-local address
+}
+
+func newOfflineGround(t *testing.T, lease string) *offlineGround {
+	t.Helper()
+	l := newLAN(t, testlan.Options{HostIP: true, LeaseTime: lease})
+	g := &offlineGround{lan: l, d: startDaemon(t)}
+	inet := filepath.Join("/var/run/netns", l.InetNS)
+	lanNS := filepath.Join("/var/run/netns", l.LANNS)
+	serveTCP(t, inet, ":80", "internet")
+	serveUDP(t, inet, ":7")
+	serveTCP(t, lanNS, ":9000", "router 9000")
+	serveTCP(t, lanNS, ":9001", "router 9001")
+	for _, a := range []string{l.HostAddr, "[" + l.HostAddr6 + "]"} {
+		serveTCP(t, "", a+":8000", "mirror")
+		serveTCP(t, "", a+":8001", "host 8001")
+	}
+	ifc, err := net.InterfaceByName(l.Bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, _ := ifc.Addrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.IsLinkLocalUnicast() {
+			g.hostLL = ipn.IP.String()
+		}
+	}
+	if g.hostLL == "" {
+		t.Fatal("bridge has no IPv6 link-local address")
+	}
+	serveTCP(t, "", "["+g.hostLL+"%"+l.Bridge+"]:8001", "host link-local 8001")
+	return g
+}
+
+// offlineConf is the offline-egress entry used by most tests: the mirror on
+// the host and the router's port 9000.
+func (g *offlineGround) offlineConf() map[string]any {
+	return map[string]any{
+		"type": "offline-egress", "logBlocked": true,
+		"allow": []map[string]any{
+			{"to": "host", "ports": []string{"8000/tcp"}},
+			{"to": g.lan.Router + "/32", "ports": []string{"9000/tcp"}},
+		},
+	}
+}
+
+// network returns a conflist of hostbridge-dhcp, then more plugins.
+func (g *offlineGround) network(t *testing.T, name string, more ...map[string]any) *network {
+	hb := map[string]any{"type": "hostbridge-dhcp", "bridge": g.lan.Bridge, "daemonSocket": g.d.Socket, "autoStartDaemon": false}
+	return newNetworkList(t, name+g.lan.ID, append([]map[string]any{hb}, more...))
+}
+
+// withIPv6 gives a container an address in the LAN's ULA prefix and a
+// default route through the router, as SLAAC would.
+func (g *offlineGround) withIPv6(t *testing.T, netns string, host int) {
+	t.Helper()
+	prefix := strings.TrimSuffix(g.lan.Subnet6, "::/64")
+	for _, args := range [][]string{
+		{"ip", "-6", "addr", "add", fmt.Sprintf("%s::%x/64", prefix, host), "dev", "eth0", "nodad"},
+		{"ip", "-6", "route", "add", "default", "via", g.lan.Router6},
+	} {
+		if out, err := nsRun(netns, args...); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	waitFor(t, 5*time.Second, "the container's IPv6 link-local address to leave DAD", func() bool {
+		out, err := nsRun(netns, "ip", "-6", "addr", "show", "dev", "eth0", "tentative")
+		return err == nil && strings.TrimSpace(out) == ""
+	})
+}
+
+func (g *offlineGround) blockedForOffline() []probe {
+	l := g.lan
+	return []probe{
+		tcpProbe(l.Internet + ":80"), udpProbe(l.Internet + ":7"), pingProbe(l.Internet),
+		tcpProbe("[" + l.Internet6 + "]:80"), udpProbe("[" + l.Internet6 + "]:7"), pingProbe(l.Internet6),
+		tcpProbe(l.Router + ":9001"), pingProbe(l.Router), pingProbe(l.Router6),
+		tcpProbe(l.HostAddr + ":8001"), tcpProbe("[" + l.HostAddr6 + "]:8001"),
+		linkLocalProbe(g.hostLL, "8001"),
+		dnsProbe(l.Router),
+	}
+}
+
+func (g *offlineGround) allowedForOffline() []probe {
+	l := g.lan
+	return []probe{tcpProbe(l.HostAddr + ":8000"), tcpProbe("[" + l.HostAddr6 + "]:8000"), tcpProbe(l.Router + ":9000")}
+}
+
+// linkLocalProbe connects to a link-local address through the container's
+// eth0. The zone is given as eth0's index in the container: Go would look a
+// zone name up among the host's interfaces.
+func linkLocalProbe(ip, port string) probe {
+	return probe{"tcp [" + ip + "%eth0]:" + port, func(n string) error {
+		out, err := nsRun(n, "cat", "/sys/class/net/eth0/ifindex")
+		if err != nil {
+			return fmt.Errorf("eth0's index: %v", err)
+		}
+		return probeTCP(n, "["+ip+"%"+strings.TrimSpace(out)+"]:"+port)
+	}}
+}
+
+// dnsProbe asks the router's dnsmasq for a name with busybox nslookup.
+func dnsProbe(server string) probe {
+	return probe{"dns " + server, func(n string) error {
+		// busybox nslookup also asks for AAAA and exits 1 when there is
+		// none: an answer is a "Name:" line.
+		out, err := exec.Command("ip", "netns", "exec", filepath.Base(n), "timeout", "3", "busybox", "nslookup", "-type=a", "mirror.lan.test", server).CombinedOutput()
+		if !strings.Contains(string(out), "Name:") {
+			return fmt.Errorf("no answer (%v): %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}}
+}
+
+// Items 1, 2, 4, 5 and 8 of the offline-egress issue, on the bridged path.
+func TestOfflineEgress(t *testing.T) {
+	t.Parallel()
+	g := newOfflineGround(t, "2m")
+	plainNet := g.network(t, "plain")
+	offNet := g.network(t, "off", g.offlineConf())
+
+	plain := attach{ID: "plain-" + g.lan.ID, Netns: container(t, g.lan)}
+	plainRes := plainNet.MustAdd(plain)
+	g.withIPv6(t, plain.Netns, 0x50)
+	off := attach{ID: "off-" + g.lan.ID, Netns: container(t, g.lan)}
+	offNet.MustAdd(off)
+	g.withIPv6(t, off.Netns, 0x51)
+
+	t.Run("plain container reaches everything", func(t *testing.T) {
+		expect(t, plain.Netns, true, g.blockedForOffline()...)
+		expect(t, plain.Netns, true, g.allowedForOffline()...)
+	})
+	t.Run("offline container is blocked", func(t *testing.T) {
+		expect(t, off.Netns, false, g.blockedForOffline()...)
+	})
+	t.Run("offline container reaches its allowlist", func(t *testing.T) {
+		expect(t, off.Netns, true, g.allowedForOffline()...)
+	})
+	t.Run("blocked attempts are logged", func(t *testing.T) {
+		_ = probeTCP(off.Netns, g.lan.Internet+":80")
+		prefix := egress.LogPrefix(off.ID)
+		waitFor(t, 3*time.Second, "the kernel log entry", func() bool {
+			out, _ := exec.Command("dmesg").Output()
+			return strings.Contains(string(out), strings.TrimSpace(prefix))
+		})
+	})
+	t.Run("CAP_NET_ADMIN inside opens no way out", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"iptables", "-F"}, {"iptables", "-P", "OUTPUT", "ACCEPT"},
+			{"ip", "route", "add", "198.51.100.0/24", "via", g.lan.Router, "metric", "1"},
+			{"ip", "addr", "add", plainRes.IPs[0].Address.IP.String() + "/32", "dev", "eth0"},
+		} {
+			if out, err := nsRun(off.Netns, args...); err != nil {
+				t.Fatalf("%v: %v %s", args, err, out)
+			}
+		}
+		expect(t, off.Netns, false, tcpProbe(g.lan.Internet+":80"), pingProbe(g.lan.Internet))
+		// Spoofing the plain container's address does not borrow its freedom.
+		spoofed := probe{"tcp from spoofed " + plainRes.IPs[0].Address.IP.String(), func(n string) error {
+			return inNetns(n, func() error {
+				d := net.Dialer{Timeout: probeTimeout, LocalAddr: &net.TCPAddr{IP: plainRes.IPs[0].Address.IP}}
+				c, err := d.Dial("tcp", g.lan.Internet+":80")
+				if err == nil {
+					c.Close()
+				}
+				return err
+			})
+		}}
+		expect(t, off.Netns, false, spoofed)
+		_, _ = nsRun(off.Netns, "ip", "addr", "del", plainRes.IPs[0].Address.IP.String()+"/32", "dev", "eth0")
+	})
+	t.Run("another container's DEL changes nothing", func(t *testing.T) {
+		other := attach{ID: "off2-" + g.lan.ID, Netns: container(t, g.lan)}
+		offNet.MustAdd(other)
+		if err := offNet.Del(other); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, off.Netns, false, tcpProbe(g.lan.Internet+":80"))
+		expect(t, off.Netns, true, tcpProbe(g.lan.HostAddr+":8000"))
+		expect(t, plain.Netns, true, tcpProbe(g.lan.Internet+":80"))
+	})
+	t.Run("CHECK, DEL and GC", func(t *testing.T) {
+		if err := offNet.Check(off); err != nil {
+			t.Fatalf("CHECK: %v", err)
+		}
+		chain := egress.ChainName(offNet.Name, off.ID)
+		if out, err := exec.Command("iptables", "-t", "mangle", "-D", chain, "-j", "DROP").CombinedOutput(); err != nil {
+			t.Fatalf("removing a rule by hand: %v %s", err, out)
+		}
+		err := offNet.Check(off)
+		if err == nil || !strings.Contains(err.Error(), "DROP") {
+			t.Errorf("CHECK after a rule was removed: %v", err)
+		}
+		keep := attach{ID: "gc-keep-" + g.lan.ID, Netns: container(t, g.lan)}
+		drop := attach{ID: "gc-drop-" + g.lan.ID, Netns: container(t, g.lan)}
+		offNet.MustAdd(keep)
+		offNet.MustAdd(drop)
+		err = offNet.cni.GCNetworkList(t.Context(), offNet.list, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{
+			{ContainerID: off.ID, IfName: "eth0"}, {ContainerID: keep.ID, IfName: "eth0"}}})
+		if err != nil {
+			t.Fatalf("GC: %v", err)
+		}
+		if chainExists(egress.ChainName(offNet.Name, drop.ID)) {
+			t.Error("GC left the chain of a container not in the valid list")
+		}
+		if !chainExists(egress.ChainName(offNet.Name, keep.ID)) || !chainExists(chain) {
+			t.Error("GC removed the chain of a valid container")
+		}
+		for _, a := range []attach{off, off, keep} {
+			if err := offNet.Del(a); err != nil {
+				t.Errorf("DEL %s: %v", a.ID, err)
+			}
+		}
+		for _, c := range []string{chain, egress.ChainName(offNet.Name, keep.ID)} {
+			if chainExists(c) {
+				t.Errorf("chain %s left after DEL", c)
+			}
+		}
+	})
+}
+
+func chainExists(chain string) bool {
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if exec.Command(tool, "-t", "mangle", "-S", chain).Run() == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// The lease keeps renewing while the container is offline.
+func TestOfflineLeaseRenews(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for T1 of a 2-minute lease; skipped with -short")
+	}
+	t.Parallel()
+	g := newOfflineGround(t, "2m")
+	n := g.network(t, "off", g.offlineConf())
+	a := attach{ID: "renew-off", Netns: container(t, g.lan)}
+	added := time.Now()
+	ip := n.MustAdd(a).IPs[0].Address.IP.String()
+	waitFor(t, 80*time.Second, "a renewal through the offline firewall", func() bool {
+		for _, l := range g.d.Leases() {
+			if l.Key.ContainerID == a.ID && l.Acquired.After(added.Add(50*time.Second)) {
+				return true
+			}
+		}
+		return false
+	})
+	if acks := dhcpLines(g.lan, "DHCPACK", ip); len(acks) < 2 {
+		t.Errorf("dnsmasq logged no renewal ACK for %s", ip)
+	}
+	expect(t, a.Netns, false, tcpProbe(g.lan.Internet+":80"))
+	if err := n.Del(a); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Enforcement needs no global switch: a second bridge with two namespaces
+// still passes traffic after an offline ADD.
+func TestOfflineOtherBridgeUnaffected(t *testing.T) {
+	t.Parallel()
+	g := newOfflineGround(t, "2m")
+	n := g.network(t, "off", g.offlineConf())
+	a := attach{ID: "otherbr", Netns: container(t, g.lan)}
+	before := sysctls(t)
+	n.MustAdd(a)
+	if after := sysctls(t); after != before {
+		t.Errorf("global bridge netfilter switches changed: %s -> %s", before, after)
+	}
+	br := "lwt" + g.lan.ID + "b2"
+	ns1, ns2 := "lwt"+g.lan.ID+"-x1", "lwt"+g.lan.ID+"-x2"
+	cleanup := func() {
+		_ = exec.Command("ip", "link", "del", br).Run()
+		_ = exec.Command("ip", "netns", "del", ns1).Run()
+		_ = exec.Command("ip", "netns", "del", ns2).Run()
+	}
+	t.Cleanup(cleanup)
+	steps := [][]string{{"ip", "link", "add", br, "type", "bridge"}, {"ip", "link", "set", br, "up"}}
+	for i, nsn := range []string{ns1, ns2} {
+		host := fmt.Sprintf("lwt%sv%d", g.lan.ID, i)
+		steps = append(steps,
+			[]string{"ip", "netns", "add", nsn},
+			[]string{"ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", nsn},
+			[]string{"ip", "link", "set", host, "master", br, "up"},
+			[]string{"ip", "-n", nsn, "addr", "add", fmt.Sprintf("192.168.251.%d/24", i+1), "dev", "eth0"},
+			[]string{"ip", "-n", nsn, "link", "set", "eth0", "up"})
+	}
+	for _, s := range steps {
+		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", s, err, out)
+		}
+	}
+	if err := probePing(filepath.Join("/var/run/netns", ns1), "192.168.251.2"); err != nil {
+		t.Errorf("namespaces on another bridge cannot ping each other after an offline ADD: %v", err)
+	}
+	if err := n.Del(a); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sysctls(t *testing.T) string {
+	var vals []string
+	for _, s := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables"} {
+		b, _ := os.ReadFile("/proc/sys/net/bridge/" + s)
+		vals = append(vals, s+"="+strings.TrimSpace(string(b)))
+	}
+	return strings.Join(vals, " ")
+}
