@@ -10,8 +10,12 @@ PREFIX      ?= /usr/local
 CNI_BIN_DIR ?= /opt/cni/bin
 SYSTEMD_DIR ?= /etc/systemd/system
 CNITOOL_VERSION ?= v1.3.0
+# Upstream plugins the tests chain behind (and the benchmark compares with).
+UPSTREAM_VERSION ?= v1.9.1
+UPSTREAM_BIN := $(CURDIR)/.upstream/$(UPSTREAM_VERSION)
+UPSTREAM_PLUGINS := main/bridge ipam/host-local meta/portmap ipam/dhcp meta/firewall
 GOBIN       := $(shell $(GO) env GOPATH)/bin
-PLUGINS     := hostbridge-dhcp
+PLUGINS     := hostbridge-dhcp offline-egress
 APT_PKGS    := iptables dnsmasq-base conntrack iproute2 procps busybox-static
 TEST_TIMEOUT ?= 20m
 
@@ -43,6 +47,8 @@ deps:
 		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
 	fi
 	@test -x $(GOBIN)/cnitool || $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
+	@test -x $(UPSTREAM_BIN)/portmap || GOBIN=$(UPSTREAM_BIN) $(GO) install \
+		$(addprefix github.com/containernetworking/plugins/plugins/,$(addsuffix @$(UPSTREAM_VERSION),$(UPSTREAM_PLUGINS)))
 
 vet:
 	$(GO) vet ./...
@@ -53,7 +59,7 @@ unit:
 
 integration: build
 	@test "$$(id -u)" = 0 || { echo "integration tests need root (network namespaces, bridges, iptables)"; exit 1; }
-	set -o pipefail; CNITOOL=$(GOBIN)/cnitool LANWIRE_BIN=$(CURDIR)/bin \
+	set -o pipefail; CNITOOL=$(GOBIN)/cnitool LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) \
 		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./integration/... 2>&1 | tee integration.log
 
 test: deps vet unit integration
@@ -61,7 +67,7 @@ test: deps vet unit integration
 # bench measures ADD/DEL latency on the test LAN (the comparison with the
 # upstream plugins comes with the benchmark issue).
 bench: deps build
-	LANWIRE_BIN=$(CURDIR)/bin $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./integration/
+	LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./integration/
 
 demo:
 	@echo "make demo: coming soon. The demo LAN story lands with the demo issue;"
@@ -71,4 +77,4 @@ demo-clean:
 	@test -x bin/testlan && bin/testlan down all || true
 
 clean:
-	rm -rf bin integration.log
+	rm -rf bin integration.log .upstream

@@ -26,9 +26,13 @@ import (
 )
 
 var (
-	binDir  string // the plugin binaries
-	cnitool string
+	binDir      string // the plugin binaries
+	upstreamDir string // containernetworking/plugins binaries
+	cnitool     string
 )
+
+// upstreamVersion is the containernetworking/plugins release tests chain with.
+const upstreamVersion = "v1.9.1"
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -45,6 +49,20 @@ func TestMain(m *testing.M) {
 		out, err := exec.Command("go", "build", "-o", binDir+"/", "../plugins/...").CombinedOutput()
 		if err != nil {
 			fmt.Printf("building plugins: %v\n%s", err, out)
+			os.Exit(1)
+		}
+	}
+	upstreamDir = os.Getenv("UPSTREAM_BIN")
+	if upstreamDir == "" {
+		upstreamDir = filepath.Join(tmp, "upstream")
+		var pkgs []string
+		for _, p := range []string{"main/bridge", "ipam/host-local", "meta/portmap"} {
+			pkgs = append(pkgs, "github.com/containernetworking/plugins/plugins/"+p+"@"+upstreamVersion)
+		}
+		cmd := exec.Command("go", append([]string{"install"}, pkgs...)...)
+		cmd.Env = append(os.Environ(), "GOBIN="+upstreamDir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Printf("installing upstream plugins: %v\n%s", err, out)
 			os.Exit(1)
 		}
 	}
@@ -228,7 +246,7 @@ func newNetworkList(t testing.TB, name string, plugins []map[string]any) *networ
 	}
 	cacheDir := filepath.Join(t.TempDir(), "cache")
 	return &network{t: t, Dir: dir, Name: name, list: list, bytes: data,
-		cni: libcni.NewCNIConfigWithCacheDir([]string{binDir}, cacheDir, nil)}
+		cni: libcni.NewCNIConfigWithCacheDir([]string{binDir, upstreamDir}, cacheDir, nil)}
 }
 
 type attach struct {
@@ -353,7 +371,7 @@ func runCnitool(t testing.TB, n *network, env []string, args ...string) (string,
 		t.Fatal("cnitool not found: `make test` installs it (go install github.com/containernetworking/cni/cnitool)")
 	}
 	cmd := exec.Command(cnitool, args...)
-	cmd.Env = append(os.Environ(), "NETCONFPATH="+n.Dir, "CNI_PATH="+binDir)
+	cmd.Env = append(os.Environ(), "NETCONFPATH="+n.Dir, "CNI_PATH="+binDir+":"+upstreamDir)
 	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
