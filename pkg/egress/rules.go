@@ -11,6 +11,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/lanwire/lanwire/pkg/chains"
 )
 
 // Frozen names: changing them would orphan the rules of running containers.
@@ -27,20 +29,13 @@ const (
 )
 
 // Family is an IP family.
-type Family int
+type Family = chains.Family
 
 // The two families.
 const (
-	V4 Family = 4
-	V6 Family = 6
+	V4 = chains.V4
+	V6 = chains.V6
 )
-
-func (f Family) String() string {
-	if f == V6 {
-		return "IPv6"
-	}
-	return "IPv4"
-}
 
 // ChainName is the container's chain, named by a hash of network and
 // container ID so DEL needs no stored state.

@@ -16,6 +16,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
+	"github.com/lanwire/lanwire/pkg/chains"
 	"github.com/lanwire/lanwire/pkg/egress"
 )
 
@@ -119,7 +120,7 @@ func prevResult(c *Config) (*current.Result, error) {
 }
 
 func firewallError(err error) error {
-	if errors.Is(err, egress.ErrLocked) {
+	if errors.Is(err, chains.ErrLocked) {
 		return types.NewError(types.ErrTryAgainLater, "the firewall is busy: another process held the xtables lock", err.Error())
 	}
 	return types.NewError(types.ErrInternal, "installing the offline-egress firewall", err.Error())
@@ -146,31 +147,31 @@ func Add(args *skel.CmdArgs) error {
 		}
 	}
 	s := spec(c, args, prev, hs)
-	t4, err := egress.Open(egress.V4)
+	t4, err := chains.Open(chains.V4)
 	if err != nil {
 		return types.NewError(types.ErrInternal, "offline-egress cannot enforce IPv4: install iptables", err.Error())
 	}
-	unlock, err := egress.Lock()
+	unlock, err := egress.Layout.TakeLock()
 	if err != nil {
 		return firewallError(err)
 	}
 	defer unlock()
-	t6, err6 := egress.Open(egress.V6)
+	t6, err6 := chains.Open(chains.V6)
 	if err6 != nil && hasV6(prev) {
 		return types.NewError(types.ErrInternal, "the container has IPv6 but offline-egress cannot enforce IPv6 (fail closed): install ip6tables", err6.Error())
 	}
-	installed := []*egress.Tables{}
+	installed := []*chains.Tables{}
 	undo := func() {
 		for _, t := range installed {
-			_ = t.Remove(s.Chain)
+			_ = t.Remove(egress.Layout, s.Chain)
 		}
 	}
-	tables := []*egress.Tables{t4}
+	tables := []*chains.Tables{t4}
 	if err6 == nil {
 		tables = append(tables, t6)
 	}
 	for _, t := range tables {
-		if err := t.Install(s); err != nil {
+		if err := t.Install(egress.Layout, s.Chain, [][]string{s.DispatchRule()}, s.Rules(t.Family)); err != nil {
 			undo()
 			return firewallError(err)
 		}
@@ -224,10 +225,10 @@ func disableIPv6(netnsPath, ifname string) error {
 }
 
 // openAll returns the tables of every family whose iptables is usable.
-func openAll() []*egress.Tables {
-	var ts []*egress.Tables
-	for _, f := range []egress.Family{egress.V4, egress.V6} {
-		if t, err := egress.Open(f); err == nil {
+func openAll() []*chains.Tables {
+	var ts []*chains.Tables
+	for _, f := range []chains.Family{chains.V4, chains.V6} {
+		if t, err := chains.Open(f); err == nil {
 			ts = append(ts, t)
 		}
 	}
@@ -242,14 +243,14 @@ func Del(args *skel.CmdArgs) error {
 		return err
 	}
 	chain := egress.ChainName(c.Name, args.ContainerID)
-	unlock, err := egress.Lock()
+	unlock, err := egress.Layout.TakeLock()
 	if err != nil {
 		return firewallError(err)
 	}
 	defer unlock()
 	var errs []error
 	for _, t := range openAll() {
-		if err := t.Remove(chain); err != nil {
+		if err := t.Remove(egress.Layout, chain); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -274,15 +275,16 @@ func Check(args *skel.CmdArgs) error {
 		return err
 	}
 	s := spec(c, args, prev, hs)
-	t4, err := egress.Open(egress.V4)
+	t4, err := chains.Open(chains.V4)
 	if err != nil {
 		return err
 	}
-	if err := t4.Check(s); err != nil {
+	dispatch := [][]string{s.DispatchRule()}
+	if err := t4.Check(egress.Layout, s.Chain, dispatch, s.Rules(chains.V4)); err != nil {
 		return err
 	}
-	if t6, err := egress.Open(egress.V6); err == nil {
-		return t6.Check(s)
+	if t6, err := chains.Open(chains.V6); err == nil {
+		return t6.Check(egress.Layout, s.Chain, dispatch, s.Rules(chains.V6))
 	} else if hasV6(prev) {
 		return err
 	}
@@ -299,24 +301,24 @@ func GC(args *skel.CmdArgs) error {
 	for _, a := range c.ValidAttachments {
 		valid[a.ContainerID] = true
 	}
-	unlock, err := egress.Lock()
+	unlock, err := egress.Layout.TakeLock()
 	if err != nil {
 		return firewallError(err)
 	}
 	defer unlock()
 	var errs []error
 	for _, t := range openAll() {
-		owners, err := t.Owners()
+		owners, err := t.Owners(egress.Layout)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		for chain, comment := range owners {
-			network, id, ok := egress.ParseComment(comment)
+		for chain, comments := range owners {
+			network, id, ok := egress.ParseComment(comments[0])
 			if !ok || network != c.Name || valid[id] {
 				continue
 			}
-			if err := t.Remove(chain); err != nil {
+			if err := t.Remove(egress.Layout, chain); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -332,7 +334,7 @@ func Status(args *skel.CmdArgs) error {
 	if _, err := Parse(args.StdinData); err != nil {
 		return err
 	}
-	if _, err := egress.Open(egress.V4); err != nil {
+	if _, err := chains.Open(chains.V4); err != nil {
 		return types.NewError(50, "offline-egress cannot use iptables: install iptables", err.Error())
 	}
 	return nil

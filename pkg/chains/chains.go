@@ -1,0 +1,384 @@
+// Package chains keeps per-container iptables chains: a frozen top chain
+// reached from built-in hooks, one dispatch rule set and one chain per
+// container, each change applied atomically with iptables-restore --noflush
+// under a bounded wait for the xtables lock.
+package chains
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
+	"golang.org/x/sys/unix"
+)
+
+// LockWait is how long (seconds) an iptables change waits for the xtables lock.
+const LockWait = 5
+
+// ErrLocked is returned when another process held the xtables lock too long.
+var ErrLocked = errors.New("another process holds the xtables lock")
+
+// Family is an IP family.
+type Family int
+
+// The two families.
+const (
+	V4 Family = 4
+	V6 Family = 6
+)
+
+func (f Family) String() string {
+	if f == V6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// Hook is a jump from a built-in chain to the top chain, kept first.
+type Hook struct {
+	Chain string
+	Rule  []string
+}
+
+// Fixed is a frozen chain with fixed rules, reached from a built-in chain
+// (such as a MASQUERADE chain in POSTROUTING).
+type Fixed struct {
+	Name  string
+	Hook  Hook
+	Rules [][]string
+}
+
+// Layout says where a plugin's rules live.
+type Layout struct {
+	Table string
+	Top   string
+	Hooks []Hook
+	Fixed []Fixed
+	// Lock serializes the plugin's changes (a file path).
+	Lock string
+}
+
+// Lock takes the layout's lock file; call the returned func to release it.
+func (l Layout) TakeLock() (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(l.Lock), 0o755); err != nil {
+		return nil, fmt.Errorf("creating lock directory: %w", err)
+	}
+	f, err := os.OpenFile(l.Lock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", l.Lock, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", l.Lock, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// Tables is one family's iptables.
+type Tables struct {
+	Family  Family
+	IPT     *iptables.IPTables
+	restore string
+}
+
+// Open returns the tables of family f, or an error when its iptables
+// binaries are missing or unusable.
+func Open(f Family) (*Tables, error) {
+	proto, restore := iptables.ProtocolIPv4, "iptables-restore"
+	if f == V6 {
+		proto, restore = iptables.ProtocolIPv6, "ip6tables-restore"
+	}
+	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Timeout(LockWait))
+	if err != nil {
+		return nil, fmt.Errorf("%s firewall not usable: %w", f, err)
+	}
+	path, err := exec.LookPath(restore)
+	if err != nil {
+		return nil, fmt.Errorf("%s firewall not usable: %w", f, err)
+	}
+	return &Tables{Family: f, IPT: ipt, restore: path}, nil
+}
+
+// Quote renders one rule for iptables-restore.
+func Quote(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\"") {
+			a = `"` + strings.ReplaceAll(a, `"`, `\"`) + `"`
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
+}
+
+// Restore applies a ruleset fragment atomically: iptables-restore --noflush,
+// waiting at most LockWait seconds for the xtables lock.
+func (t *Tables) Restore(text string) error {
+	cmd := exec.Command(t.restore, "-w", fmt.Sprint(LockWait), "--noflush")
+	cmd.Stdin = strings.NewReader(text)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if strings.Contains(msg, "lock") {
+			return fmt.Errorf("%w (waited %ds): %s", ErrLocked, LockWait, msg)
+		}
+		return fmt.Errorf("%s: %v: %s", t.restore, err, msg)
+	}
+	return nil
+}
+
+func (t *Tables) ensureChain(table, chain string) error {
+	ok, err := t.IPT.ChainExists(table, chain)
+	if err != nil {
+		return fmt.Errorf("listing %s %s chains: %w", t.Family, table, err)
+	}
+	if ok {
+		return nil
+	}
+	if err := t.IPT.NewChain(table, chain); err != nil {
+		if exists, _ := t.IPT.ChainExists(table, chain); !exists {
+			return fmt.Errorf("creating %s chain %s: %w", t.Family, chain, err)
+		}
+	}
+	return nil
+}
+
+func (t *Tables) ensureHook(table string, h Hook) error {
+	ok, err := t.IPT.Exists(table, h.Chain, h.Rule...)
+	if err != nil {
+		return fmt.Errorf("checking %s %s: %w", t.Family, h.Chain, err)
+	}
+	if !ok {
+		if err := t.IPT.Insert(table, h.Chain, 1, h.Rule...); err != nil {
+			return fmt.Errorf("adding the %s jump from %s: %w", t.Family, h.Chain, err)
+		}
+	}
+	return nil
+}
+
+// ensureTop creates the top and fixed chains and their hooks.
+func (t *Tables) ensureTop(l Layout) error {
+	for _, f := range l.Fixed {
+		if err := t.ensureChain(l.Table, f.Name); err != nil {
+			return err
+		}
+		for _, r := range f.Rules {
+			ok, err := t.IPT.Exists(l.Table, f.Name, r...)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				if err := t.IPT.Append(l.Table, f.Name, r...); err != nil {
+					return fmt.Errorf("filling %s: %w", f.Name, err)
+				}
+			}
+		}
+		if err := t.ensureHook(l.Table, f.Hook); err != nil {
+			return err
+		}
+	}
+	if err := t.ensureChain(l.Table, l.Top); err != nil {
+		return err
+	}
+	for _, h := range l.Hooks {
+		if err := t.ensureHook(l.Table, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TopLines returns the top chain's rules as `-A ...` lines.
+func (t *Tables) TopLines(l Layout) ([]string, error) {
+	ok, err := t.IPT.ChainExists(l.Table, l.Top)
+	if err != nil || !ok {
+		return nil, err
+	}
+	lines, err := t.IPT.List(l.Table, l.Top)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s %s: %w", t.Family, l.Top, err)
+	}
+	var out []string
+	for _, line := range lines {
+		if strings.HasPrefix(line, "-A ") {
+			out = append(out, line)
+		}
+	}
+	return out, nil
+}
+
+// dispatchLines returns the top chain's rules that jump to chain.
+func (t *Tables) dispatchLines(l Layout, chain string) ([]string, error) {
+	lines, err := t.TopLines(l)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, line := range lines {
+		if strings.HasSuffix(line, " -j "+chain) {
+			out = append(out, line)
+		}
+	}
+	return out, nil
+}
+
+// Install puts the container's chain and its dispatch rules in place in one
+// atomic change, replacing an earlier version (ADD is idempotent).
+func (t *Tables) Install(l Layout, chain string, dispatch, rules [][]string) error {
+	if err := t.ensureTop(l); err != nil {
+		return err
+	}
+	old, err := t.dispatchLines(l, chain)
+	if err != nil {
+		return err
+	}
+	return t.Restore(RenderInstall(l, chain, old, dispatch, rules))
+}
+
+// RenderInstall is the iptables-restore input that installs a chain,
+// deleting the dispatch lines old (as listed by -S) first.
+func RenderInstall(l Layout, chain string, old []string, dispatch, rules [][]string) string {
+	var b strings.Builder
+	b.WriteString("*" + l.Table + "\n")
+	b.WriteString(":" + chain + " - [0:0]\n") // creates, or flushes, the chain
+	for _, line := range old {
+		b.WriteString("-D " + strings.TrimPrefix(line, "-A ") + "\n")
+	}
+	for _, d := range dispatch {
+		b.WriteString("-A " + l.Top + " " + Quote(d) + "\n")
+	}
+	for _, r := range rules {
+		b.WriteString("-A " + chain + " " + Quote(r) + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// Remove deletes the container's dispatch rules and chain in one change,
+// then the top chain and hooks once no container uses them. What is
+// already gone is not an error.
+func (t *Tables) Remove(l Layout, chain string) error {
+	old, err := t.dispatchLines(l, chain)
+	if err != nil {
+		return err
+	}
+	exists, err := t.IPT.ChainExists(l.Table, chain)
+	if err != nil {
+		return fmt.Errorf("listing %s chains: %w", t.Family, err)
+	}
+	if exists || len(old) > 0 {
+		var b strings.Builder
+		b.WriteString("*" + l.Table + "\n")
+		for _, line := range old {
+			b.WriteString("-D " + strings.TrimPrefix(line, "-A ") + "\n")
+		}
+		if exists {
+			b.WriteString("-F " + chain + "\n-X " + chain + "\n")
+		}
+		b.WriteString("COMMIT\n")
+		if err := t.Restore(b.String()); err != nil {
+			return err
+		}
+	}
+	return t.removeTopIfEmpty(l)
+}
+
+// removeTopIfEmpty takes the top and fixed chains and their hooks away once
+// no container uses them, so an idle host carries no lanwire rules.
+func (t *Tables) removeTopIfEmpty(l Layout) error {
+	if ok, err := t.IPT.ChainExists(l.Table, l.Top); err != nil || !ok {
+		return nil
+	}
+	lines, err := t.TopLines(l)
+	if err != nil || len(lines) > 0 {
+		return err
+	}
+	for _, h := range l.Hooks {
+		if err := t.IPT.DeleteIfExists(l.Table, h.Chain, h.Rule...); err != nil {
+			return fmt.Errorf("removing the %s jump from %s: %w", t.Family, h.Chain, err)
+		}
+	}
+	if err := t.IPT.ClearAndDeleteChain(l.Table, l.Top); err != nil {
+		return fmt.Errorf("removing %s %s: %w", t.Family, l.Top, err)
+	}
+	for _, f := range l.Fixed {
+		if err := t.IPT.DeleteIfExists(l.Table, f.Hook.Chain, f.Hook.Rule...); err != nil {
+			return err
+		}
+		if err := t.IPT.ClearAndDeleteChain(l.Table, f.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Check verifies the hooks, the dispatch rules and every rule of the chain,
+// and that the chain holds nothing else.
+func (t *Tables) Check(l Layout, chain string, dispatch, rules [][]string) error {
+	for _, h := range l.Hooks {
+		ok, err := t.IPT.Exists(l.Table, h.Chain, h.Rule...)
+		if err != nil {
+			return fmt.Errorf("checking %s %s: %w", t.Family, h.Chain, err)
+		}
+		if !ok {
+			return fmt.Errorf("%s jump from %s %s to %s is missing", t.Family, l.Table, h.Chain, l.Top)
+		}
+	}
+	for _, f := range l.Fixed {
+		for _, r := range f.Rules {
+			if ok, err := t.IPT.Exists(l.Table, f.Name, r...); err != nil || !ok {
+				return fmt.Errorf("%s rule missing from %s: %s", t.Family, f.Name, strings.Join(r, " "))
+			}
+		}
+		if ok, err := t.IPT.Exists(l.Table, f.Hook.Chain, f.Hook.Rule...); err != nil || !ok {
+			return fmt.Errorf("%s jump from %s to %s is missing", t.Family, f.Hook.Chain, f.Name)
+		}
+	}
+	for _, d := range dispatch {
+		if ok, err := t.IPT.Exists(l.Table, l.Top, d...); err != nil || !ok {
+			return fmt.Errorf("%s dispatch rule to %s is missing: %s", t.Family, chain, strings.Join(d, " "))
+		}
+	}
+	for _, r := range rules {
+		ok, err := t.IPT.Exists(l.Table, chain, r...)
+		if err != nil || !ok {
+			return fmt.Errorf("%s rule missing from %s: %s", t.Family, chain, strings.Join(r, " "))
+		}
+	}
+	lines, err := t.IPT.List(l.Table, chain)
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", chain, err)
+	}
+	if got := len(lines) - 1; got != len(rules) { // List includes the -N line
+		return fmt.Errorf("%s chain %s holds %d rules, want %d", t.Family, chain, got, len(rules))
+	}
+	return nil
+}
+
+// Owners returns, by chain, the comments of the top chain's dispatch rules.
+func (t *Tables) Owners(l Layout) (map[string][]string, error) {
+	lines, err := t.TopLines(l)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for _, line := range lines {
+		i := strings.Index(line, "--comment ")
+		j := strings.LastIndex(line, " -j ")
+		if i < 0 || j < 0 || j < i {
+			continue
+		}
+		comment := strings.Trim(strings.TrimSpace(line[i+len("--comment "):j]), `"`)
+		if k := strings.Index(comment, `" `); k >= 0 {
+			comment = comment[:k]
+		}
+		out[line[j+4:]] = append(out[line[j+4:]], comment)
+	}
+	return out, nil
+}
