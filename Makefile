@@ -15,7 +15,7 @@ UPSTREAM_VERSION ?= v1.9.1
 UPSTREAM_BIN := $(CURDIR)/.upstream/$(UPSTREAM_VERSION)
 UPSTREAM_PLUGINS := main/bridge ipam/host-local meta/portmap ipam/dhcp meta/firewall
 GOBIN       := $(shell $(GO) env GOPATH)/bin
-PLUGINS     := hostbridge-dhcp offline-egress
+PLUGINS     := hostbridge-dhcp offline-egress portmap-lite
 APT_PKGS    := iptables dnsmasq-base conntrack iproute2 procps busybox-static
 TEST_TIMEOUT ?= 20m
 

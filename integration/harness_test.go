@@ -265,7 +265,10 @@ func (a attach) rt() *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{ContainerID: a.ID, NetNS: a.Netns, IfName: ifn, Args: a.Args, CapabilityArgs: a.Caps}
 }
 
+// Add runs ADD; a DEL is registered as cleanup so a failing test leaves
+// nothing behind (DEL is idempotent).
 func (n *network) Add(a attach) (*current.Result, error) {
+	n.t.Cleanup(func() { _ = n.Del(a) })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	res, err := n.cni.AddNetworkList(ctx, n.list, a.rt())

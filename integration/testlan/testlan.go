@@ -396,20 +396,24 @@ func (l *LAN) Close() error {
 	return errors.Join(errs...)
 }
 
-// removeForwardRules deletes every FORWARD rule naming bridge (the plugin
-// adds one per bridge when br_netfilter is on).
+// removeForwardRules deletes the built-in chain rules naming bridge that
+// the plugins leave per bridge: hostbridge-dhcp's FORWARD accept and
+// portmap-lite's loopback guard in raw PREROUTING.
 func removeForwardRules(bridge string) {
 	for _, tool := range []string{"iptables", "ip6tables"} {
-		out, err := exec.Command(tool, "-S", "FORWARD").Output()
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(out), "\n") {
-			if !strings.HasPrefix(line, "-A FORWARD ") || !strings.Contains(line, " "+bridge+" ") {
+		for _, tc := range [][2]string{{"filter", "FORWARD"}, {"raw", "PREROUTING"}} {
+			out, err := exec.Command(tool, "-t", tc[0], "-S", tc[1]).Output()
+			if err != nil {
 				continue
 			}
-			args := append([]string{"-D", "FORWARD"}, splitRule(strings.TrimPrefix(line, "-A FORWARD "))...)
-			_ = exec.Command(tool, args...).Run()
+			prefix := "-A " + tc[1] + " "
+			for _, line := range strings.Split(string(out), "\n") {
+				if !strings.HasPrefix(line, prefix) || !strings.Contains(line, " "+bridge+" ") {
+					continue
+				}
+				args := append([]string{"-t", tc[0], "-D", tc[1]}, splitRule(strings.TrimPrefix(line, prefix))...)
+				_ = exec.Command(tool, args...).Run()
+			}
 		}
 	}
 }
