@@ -332,3 +332,22 @@ func sysctls(t *testing.T) string {
 	}
 	return strings.Join(vals, " ")
 }
+
+// A port published with portmap-lite still answers LAN clients while the
+// container's own egress stays blocked.
+func TestOfflinePublishedPort(t *testing.T) {
+	t.Parallel()
+	g := newOfflineGround(t, "2m")
+	n := g.network(t, "offpm", g.offlineConf(),
+		map[string]any{"type": "portmap-lite", "capabilities": map[string]bool{"portMappings": true}})
+	a := attach{ID: "offpm", Netns: container(t, g.lan),
+		Caps: map[string]any{"portMappings": []map[string]any{{"hostPort": 18580, "containerPort": 80, "protocol": "tcp"}}}}
+	serveTCP(t, a.Netns, ":80", "offline web")
+	n.MustAdd(a)
+	lanNS := filepath.Join("/var/run/netns", g.lan.LANNS)
+	expect(t, lanNS, true, tcpProbe(g.lan.HostAddr+":18580"))
+	expect(t, a.Netns, false, tcpProbe(g.lan.Internet+":80"), tcpProbe(g.lan.Router+":9001"))
+	if err := n.Check(a); err != nil {
+		t.Errorf("CHECK of the whole chain: %v", err)
+	}
+}

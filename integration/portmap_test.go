@@ -450,3 +450,51 @@ func TestPortmapParallel(t *testing.T) {
 		t.Errorf("rules left after 50 parallel ADD/DEL:\n%s", out)
 	}
 }
+
+// Item 5: IPv6 mappings work beside IPv4 for the same port; an IPv4-only
+// container gets no IPv6 rules; link-local sources are never DNATed.
+func TestPortmapIPv6(t *testing.T) {
+	t.Parallel()
+	l := newLAN(t, testlan.Options{})
+	br := "lwt" + l.ID + "b6"
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", br).Run() })
+	prefix := strings.TrimSuffix(l.Subnet6, "::/64")
+	v4net := "192.168.254.0/24"
+	n := newNetworkList(t, "pm6"+l.ID, []map[string]any{
+		{"type": "bridge", "bridge": br, "ipam": map[string]any{"type": "host-local", "dataDir": t.TempDir(),
+			"ranges": [][]map[string]any{{{"subnet": v4net, "gateway": "192.168.254.1"}}, {{"subnet": prefix + "::/64", "gateway": prefix + "::1"}}}}},
+		{"type": "portmap-lite", "capabilities": map[string]bool{"portMappings": true}},
+	})
+	a := attach{ID: "v6", Netns: container(t, l), Caps: maps(tcpMap(18480, 80, ""))}
+	serveTCP(t, a.Netns, ":80", "dual-stack web")
+	n.MustAdd(a)
+	// The host's own addresses on the bridge (the plugin made the bridge
+	// without a gateway, so nothing on the host routes).
+	for _, args := range [][]string{
+		{"addr", "add", "192.168.254.1/24", "dev", br},
+		{"addr", "add", prefix + "::1/64", "dev", br, "nodad"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	expect(t, "", true, tcpProbe("192.168.254.1:18480"), tcpProbe("["+prefix+"::1]:18480"))
+	out, err := exec.Command("ip6tables", "-t", "nat", "-S", portmap.TopChain).Output()
+	if err != nil || !strings.Contains(string(out), "! -s fe80::/10") {
+		t.Errorf("IPv6 dispatch rule does not exclude link-local sources: %v\n%s", err, out)
+	}
+	if err := n.Del(a); err != nil {
+		t.Fatal(err)
+	}
+
+	// An IPv4-only container (hostbridge-dhcp) gets no IPv6 rules.
+	g := newPortmapGround(t, nil)
+	b := attach{ID: "v4only", Netns: container(t, g.lan), Caps: maps(tcpMap(18481, 80, ""))}
+	g.net.MustAdd(b)
+	if exec.Command("ip6tables", "-t", "nat", "-S", portmap.ChainName(g.net.Name, b.ID)).Run() == nil {
+		t.Error("an IPv4-only container got an IPv6 chain")
+	}
+	if exec.Command("iptables", "-t", "nat", "-S", portmap.ChainName(g.net.Name, b.ID)).Run() != nil {
+		t.Error("the IPv4 chain is missing")
+	}
+}
