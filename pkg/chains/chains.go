@@ -162,19 +162,18 @@ func (t *Tables) ensureHook(table string, h Hook) error {
 	return nil
 }
 
-// ensureTop creates the top and fixed chains and their hooks.
+// ensureTop makes sure the top and fixed chains and their hooks exist. A
+// present hook proves its chain exists, so the common case costs one -C per
+// hook and rule, whatever the number of containers.
 func (t *Tables) ensureTop(l Layout) error {
 	for _, f := range l.Fixed {
-		if err := t.ensureChain(l.Table, f.Name); err != nil {
-			return err
-		}
 		for _, r := range f.Rules {
 			ok, err := t.IPT.Exists(l.Table, f.Name, r...)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				if err := t.IPT.Append(l.Table, f.Name, r...); err != nil {
+			if err != nil || !ok {
+				if err := t.ensureChain(l.Table, f.Name); err != nil {
+					return err
+				}
+				if err := t.IPT.AppendUnique(l.Table, f.Name, r...); err != nil {
 					return fmt.Errorf("filling %s: %w", f.Name, err)
 				}
 			}
@@ -183,10 +182,13 @@ func (t *Tables) ensureTop(l Layout) error {
 			return err
 		}
 	}
-	if err := t.ensureChain(l.Table, l.Top); err != nil {
-		return err
-	}
 	for _, h := range l.Hooks {
+		if ok, err := t.IPT.Exists(l.Table, h.Chain, h.Rule...); err == nil && ok {
+			continue
+		}
+		if err := t.ensureChain(l.Table, l.Top); err != nil {
+			return err
+		}
 		if err := t.ensureHook(l.Table, h); err != nil {
 			return err
 		}
@@ -234,9 +236,18 @@ func (t *Tables) Install(l Layout, chain string, dispatch, rules [][]string) err
 	if err := t.ensureTop(l); err != nil {
 		return err
 	}
-	old, err := t.dispatchLines(l, chain)
+	// Dispatch rules and their chain come and go together, so only a chain
+	// that already exists (a repeated ADD) has old rules to find, and only
+	// then is the top chain listed.
+	var old []string
+	exists, err := t.IPT.ChainExists(l.Table, chain)
 	if err != nil {
-		return err
+		return fmt.Errorf("looking for %s: %w", chain, err)
+	}
+	if exists {
+		if old, err = t.dispatchLines(l, chain); err != nil {
+			return err
+		}
 	}
 	return t.Restore(RenderInstall(l, chain, old, dispatch, rules))
 }

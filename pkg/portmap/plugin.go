@@ -213,10 +213,14 @@ func Add(args *skel.CmdArgs) error {
 		return firewallError(err)
 	}
 	defer unlock()
+	chain := ChainName(c.Name, args.ContainerID)
+	if err := checkFree(c.Name, args.ContainerID, c.mappings); err != nil {
+		return err
+	}
 	var installed []*chains.Tables
 	undo := func() {
 		for _, t := range installed {
-			_ = t.Remove(Layout(t.Family), ChainName(c.Name, args.ContainerID))
+			_ = t.Remove(Layout(t.Family), chain)
 		}
 	}
 	for _, s := range ss {
@@ -225,15 +229,15 @@ func Add(args *skel.CmdArgs) error {
 			undo()
 			return types.NewError(types.ErrInternal, fmt.Sprintf("cannot publish ports over %s", s.Family), err.Error())
 		}
-		if err := checkFree(t, s); err != nil {
-			undo()
-			return err
-		}
 		if err := t.Install(Layout(s.Family), s.Chain, s.Dispatch(), s.Rules()); err != nil {
 			undo()
 			return firewallError(err)
 		}
 		installed = append(installed, t)
+	}
+	if err := setClaims(c.Name, args.ContainerID, chain, c.mappings); err != nil {
+		undo()
+		return types.NewError(types.ErrInternal, "recording the published ports", err.Error())
 	}
 	flushUDP(c.mappings)
 	return types.PrintResult(prev, c.CNIVersion)
@@ -241,35 +245,39 @@ func Add(args *skel.CmdArgs) error {
 
 // checkFree refuses a mapping whose host port another container's mapping
 // or a listening host process already holds.
-func checkFree(t *chains.Tables, s Spec) error {
-	owners, err := t.Owners(Layout(s.Family))
-	if err != nil {
-		return firewallError(err)
-	}
-	for _, comments := range owners {
-		for _, cm := range comments {
-			network, id, held, ok := ParseComment(cm)
-			if !ok || (network == s.Network && id == s.ContainerID) {
+func checkFree(network, id string, ms []Mapping) error {
+	for _, m := range ms {
+		held, err := holders(m, network, id, chainAlive)
+		if err != nil {
+			return types.NewError(types.ErrInternal, "checking which ports are taken", err.Error())
+		}
+		if len(held) > 0 {
+			return types.NewError(types.ErrInvalidNetworkConfig,
+				fmt.Sprintf("port %d/%s is already allocated to container %s (network %s)", m.HostPort, m.Protocol, held[0].ID, held[0].Network), "")
+		}
+		for _, f := range []chains.Family{chains.V4, chains.V6} {
+			if !m.applies(f) {
 				continue
 			}
-			for _, m := range s.Mappings {
-				if m.applies(s.Family) && Overlaps(m, held) {
-					return types.NewError(types.ErrInvalidNetworkConfig,
-						fmt.Sprintf("port %d/%s is already allocated to container %s (network %s)", m.HostPort, m.Protocol, id, network), "")
-				}
+			if addr, busy := hostListening(m, f); busy {
+				return types.NewError(types.ErrInvalidNetworkConfig,
+					fmt.Sprintf("port %d/%s is already allocated: a host process listens on %s", m.HostPort, m.Protocol, addr), "")
 			}
-		}
-	}
-	for _, m := range s.Mappings {
-		if !m.applies(s.Family) {
-			continue
-		}
-		if addr, busy := hostListening(m, s.Family); busy {
-			return types.NewError(types.ErrInvalidNetworkConfig,
-				fmt.Sprintf("port %d/%s is already allocated: a host process listens on %s", m.HostPort, m.Protocol, addr), "")
 		}
 	}
 	return nil
+}
+
+// chainAlive reports whether a container's chain exists in either family.
+func chainAlive(chain string) bool {
+	for _, f := range []chains.Family{chains.V4, chains.V6} {
+		if t, err := chains.Open(f); err == nil {
+			if ok, err := t.IPT.ChainExists(Table, chain); err == nil && ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // hostListening tries to bind the mapping's host address and port; a
@@ -357,24 +365,18 @@ func Del(args *skel.CmdArgs) error {
 	}
 	defer unlock()
 	var errs []error
-	var held []Mapping
 	for _, f := range []chains.Family{chains.V4, chains.V6} {
 		t, err := chains.Open(f)
 		if err != nil {
 			continue
 		}
-		if owners, err := t.Owners(Layout(f)); err == nil {
-			for _, cm := range owners[chain] {
-				if _, _, m, ok := ParseComment(cm); ok {
-					held = append(held, m)
-				}
-			}
-		}
 		if err := t.Remove(Layout(f), chain); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	flushUDP(held)
+	// The mappings it held: from the claims, and from the capability
+	// arguments DEL is given again.
+	flushUDP(append(dropClaims(chain), c.mappings...))
 	if len(errs) > 0 {
 		return firewallError(errors.Join(errs...))
 	}
@@ -440,6 +442,13 @@ func GC(args *skel.CmdArgs) error {
 			if err := t.Remove(Layout(f), chain); err != nil {
 				errs = append(errs, err)
 			}
+			dropClaims(chain)
+		}
+	}
+	// Claims whose chain no longer exists at all.
+	for _, chain := range claimedChains() {
+		if !chainAlive(chain) {
+			dropClaims(chain)
 		}
 	}
 	if len(errs) > 0 {
