@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/lanwire/lanwire/pkg/daemon"
+	"github.com/lanwire/lanwire/pkg/doctor"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
 )
 
@@ -33,6 +35,39 @@ func DaemonMain(argv []string) int {
 	defer stop()
 	if err := srv.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "hostbridge-dhcp daemon:", err)
+		return 1
+	}
+	return 0
+}
+
+// DoctorMain runs `hostbridge-dhcp doctor [--bridge NAME] [--conflist FILE] [--socket PATH] [--json]`.
+// It exits 0 only when every check passes.
+func DoctorMain(argv []string, out io.Writer) int {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	bridge := fs.String("bridge", "", "the bridge containers attach to")
+	conflist := fs.String("conflist", "", "a conflist to check (and take the bridge and socket from)")
+	sock := fs.String("socket", "", "the lease daemon's socket (default "+leaseapi.DefaultSocket+")")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long the DHCP probe waits for offers")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(argv); err != nil {
+		return 2
+	}
+	cniPath := filepath.SplitList(os.Getenv("CNI_PATH"))
+	if len(cniPath) == 0 {
+		cniPath = []string{"/opt/cni/bin"}
+	}
+	r := doctor.Run(doctor.Options{Bridge: *bridge, Conflist: *conflist, Socket: *sock, CNIPath: cniPath, Timeout: *timeout})
+	if *asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(struct {
+			doctor.Report
+			OK bool `json:"ok"`
+		}{r, r.OK()})
+	} else {
+		r.Print(out)
+	}
+	if !r.OK() {
 		return 1
 	}
 	return 0

@@ -25,6 +25,8 @@ func main() {
 			os.Exit(hostbridge.DaemonMain(os.Args[2:]))
 		case "leases":
 			os.Exit(hostbridge.LeasesMain(os.Args[2:], os.Stdout))
+		case "doctor":
+			os.Exit(hostbridge.DoctorMain(os.Args[2:], os.Stdout))
 		}
 	}
 	skel.PluginMainFuncs(skel.CNIFuncs{
