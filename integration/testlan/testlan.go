@@ -32,6 +32,10 @@ type Options struct {
 	HostIP bool
 	// DnsmasqArgs are appended to dnsmasq's command line.
 	DnsmasqArgs []string
+	// Wide makes the LAN a /20 whose DHCP range holds about 3,500
+	// addresses (for benchmarks with many containers); else a /24 with
+	// the range .100-.199.
+	Wide bool
 }
 
 // LAN is one fake LAN. Its fields are what a test needs to look at it.
@@ -90,11 +94,15 @@ func New(opts Options) (*LAN, error) {
 	// 10.64.0.0/10 split into /24s by the ID: apart from each other and
 	// from the host's own networks (checked below).
 	third, second := int(b[1]), 64+int(b[0])%64
+	prefix := 24
+	if opts.Wide {
+		third, prefix = third&0xf0, 20
+	}
 	l := &LAN{
 		ID: id, Dir: dir, opts: opts,
 		Bridge: "lwt" + id + "br", Uplink: "lwt" + id + "up",
 		LANNS: "lwt" + id + "-lan", InetNS: "lwt" + id + "-inet",
-		Subnet:   fmt.Sprintf("10.%d.%d.0/24", second, third),
+		Subnet:   fmt.Sprintf("10.%d.%d.0/%d", second, third, prefix),
 		Router:   fmt.Sprintf("10.%d.%d.1", second, third),
 		Internet: internetHost, Internet6: internetHost6,
 		LeaseFile: filepath.Join(dir, "dnsmasq.leases"),
@@ -224,13 +232,21 @@ func (l *LAN) StartDHCP() error {
 	base := sn.IP.To4()
 	start := fmt.Sprintf("%d.%d.%d.100", base[0], base[1], base[2])
 	end := fmt.Sprintf("%d.%d.%d.199", base[0], base[1], base[2])
+	mask := net.IP(sn.Mask).String()
+	if l.opts.Wide {
+		start = fmt.Sprintf("%d.%d.%d.1", base[0], base[1], base[2]+1)
+		end = fmt.Sprintf("%d.%d.%d.250", base[0], base[1], base[2]+14)
+	}
 	args := []string{"netns", "exec", l.LANNS, "dnsmasq",
 		"--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
 		"--interface=eth0", "--bind-interfaces", "--except-interface=lo",
-		"--dhcp-range=" + start + "," + end + ",255.255.255.0," + l.opts.LeaseTime,
+		"--dhcp-range=" + start + "," + end + "," + mask + "," + l.opts.LeaseTime,
 		"--dhcp-leasefile=" + l.LeaseFile, "--log-dhcp", "--log-facility=" + l.LogFile,
 		"--no-ping", "--pid-file=", "--user=root", "--group=root", "--dhcp-authoritative",
 		"--domain=lan.test", "--address=/mirror.lan.test/" + l.Router,
+	}
+	if l.opts.Wide {
+		args = append(args, "--dhcp-lease-max=4000")
 	}
 	args = append(args, l.opts.DnsmasqArgs...)
 	cmd := exec.Command("ip", args...)

@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -286,7 +287,7 @@ func (s *Server) list() []leaseapi.Lease {
 }
 
 func (s *Server) status() *leaseapi.Status {
-	st := &leaseapi.Status{Version: leaseapi.Version, PID: os.Getpid()}
+	st := &leaseapi.Status{Version: leaseapi.Version, PID: os.Getpid(), Goroutines: runtime.NumGoroutine()}
 	for _, l := range s.list() {
 		st.Leases++
 		if st.OldestRenew.IsZero() || l.Acquired.Before(st.OldestRenew) {

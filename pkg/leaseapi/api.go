@@ -83,11 +83,11 @@ type Lease struct {
 
 // Status describes the daemon.
 type Status struct {
-	Version      int       `json:"version"`
-	PID          int       `json:"pid"`
-	Leases       int       `json:"leases"`
-	OldestRenew  time.Time `json:"oldestRenewal,omitempty"`
-	PendingQueue int       `json:"pendingReleases"`
+	Version     int       `json:"version"`
+	PID         int       `json:"pid"`
+	Leases      int       `json:"leases"`
+	OldestRenew time.Time `json:"oldestRenewal,omitempty"`
+	Goroutines  int       `json:"goroutines"`
 }
 
 // Response answers a Request.

@@ -1,0 +1,418 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lanwire/lanwire/integration/testlan"
+	"github.com/lanwire/lanwire/pkg/leaseapi"
+)
+
+// BenchmarkCompare measures lanwire and the upstream plugins in the same
+// run on the same test LAN and writes a table and bench.json (run it with
+// `make bench`). Knobs: LANWIRE_BENCH_N (containers per latency run, 50),
+// LANWIRE_BENCH_GROWTH (500), LANWIRE_BENCH_LEASES (1000),
+// LANWIRE_BENCH_JSON (where the JSON goes).
+func BenchmarkCompare(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		compare(b)
+	}
+}
+
+func knob(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// row is one line of the report.
+type row struct {
+	Metric   string  `json:"metric"`
+	Unit     string  `json:"unit"`
+	Lanwire  float64 `json:"lanwire"`
+	Upstream float64 `json:"upstream,omitempty"`
+	Ratio    float64 `json:"ratio,omitempty"`
+	Target   string  `json:"target,omitempty"`
+	Met      *bool   `json:"met,omitempty"`
+}
+
+type report struct {
+	Upstream string `json:"upstreamVersion"`
+	Rows     []row  `json:"rows"`
+}
+
+func (r *report) add(metric, unit string, ours, theirs float64, target string, met *bool) {
+	x := row{Metric: metric, Unit: unit, Lanwire: round(ours), Upstream: round(theirs), Target: target, Met: met}
+	if theirs > 0 {
+		x.Ratio = round(ours / theirs)
+	}
+	r.Rows = append(r.Rows, x)
+}
+
+func round(f float64) float64      { return float64(int64(f*100+0.5)) / 100 }
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func flag(ok bool) *bool           { return &ok }
+
+// upstreamChains lists the CNI-* chains of the upstream plugins.
+func upstreamChains() map[string]bool {
+	out := map[string]bool{}
+	for _, table := range []string{"filter", "nat"} {
+		s, _ := exec.Command("iptables-save", "-t", table).Output()
+		for _, l := range strings.Split(string(s), "\n") {
+			if strings.HasPrefix(l, ":CNI-") {
+				out[table+" "+strings.Fields(l[1:])[0]] = true
+			}
+		}
+	}
+	return out
+}
+
+// removeUpstreamChains removes the CNI-* chains the upstream plugins left
+// (they keep their top-level chains after the last DEL) that were not there
+// before the run, and the jumps to them.
+func removeUpstreamChains(before map[string]bool) {
+	for key := range upstreamChains() {
+		if before[key] {
+			continue
+		}
+		table, chain, _ := strings.Cut(key, " ")
+		s, _ := exec.Command("iptables", "-t", table, "-S").Output()
+		for _, l := range strings.Split(string(s), "\n") {
+			if strings.HasPrefix(l, "-A ") && strings.HasSuffix(l, "-j "+chain) {
+				f := splitQuoted(strings.TrimPrefix(l, "-A "))
+				_ = exec.Command("iptables", append([]string{"-t", table, "-D"}, f...)...).Run()
+			}
+		}
+		_ = exec.Command("iptables", "-t", table, "-F", chain).Run()
+	}
+	for key := range upstreamChains() {
+		if !before[key] {
+			table, chain, _ := strings.Cut(key, " ")
+			_ = exec.Command("iptables", "-t", table, "-X", chain).Run()
+		}
+	}
+}
+
+func splitQuoted(s string) []string {
+	var out []string
+	var cur strings.Builder
+	inQ := false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			inQ = !inQ
+		case r == ' ' && !inQ:
+			if cur.Len() > 0 {
+				out = append(out, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+// run attaches count containers one at a time (then detaches them),
+// returning each ADD's and DEL's time.
+func run(b *testing.B, l *testlan.LAN, n *network, count, offset int, mapping bool) (adds, dels []time.Duration) {
+	as := make([]attach, count)
+	for i := range as {
+		as[i] = attach{ID: fmt.Sprintf("%s-%d", n.Name, i), Netns: container(b, l)}
+		if mapping {
+			as[i].Caps = map[string]any{"portMappings": []map[string]any{{"hostPort": offset + i, "containerPort": 80, "protocol": "tcp"}}}
+		}
+	}
+	for _, a := range as {
+		start := time.Now()
+		if _, err := n.Add(a); err != nil {
+			b.Fatalf("%s ADD: %v", n.Name, err)
+		}
+		adds = append(adds, time.Since(start))
+	}
+	for _, a := range as {
+		start := time.Now()
+		if err := n.Del(a); err != nil {
+			b.Fatalf("%s DEL: %v", n.Name, err)
+		}
+		dels = append(dels, time.Since(start))
+		_ = l.DeleteContainer(a.Netns)
+	}
+	return adds, dels
+}
+
+// parallel runs count ADDs at once and returns the wall time and errors.
+func parallel(b *testing.B, l *testlan.LAN, n *network, count, offset int) (time.Duration, int) {
+	as := make([]attach, count)
+	for i := range as {
+		as[i] = attach{ID: fmt.Sprintf("%s-par-%d", n.Name, i), Netns: container(b, l),
+			Caps: map[string]any{"portMappings": []map[string]any{{"hostPort": offset + i, "containerPort": 80, "protocol": "tcp"}}}}
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	errs := 0
+	start := time.Now()
+	for _, a := range as {
+		wg.Add(1)
+		go func(a attach) {
+			defer wg.Done()
+			if _, err := n.Add(a); err != nil {
+				mu.Lock()
+				errs++
+				mu.Unlock()
+			}
+		}(a)
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	for _, a := range as {
+		_ = n.Del(a)
+		_ = l.DeleteContainer(a.Netns)
+	}
+	return wall, errs
+}
+
+func compare(b *testing.B) {
+	count := knob("LANWIRE_BENCH_N", 50)
+	growthN := knob("LANWIRE_BENCH_GROWTH", 500)
+	leaseN := knob("LANWIRE_BENCH_LEASES", 1000)
+	before := upstreamChains()
+	defer removeUpstreamChains(before)
+
+	l := newLAN(b, testlan.Options{Wide: true, HostIP: true})
+	d := startDaemon(b)
+	dhcpSock := filepath.Join(b.TempDir(), "dhcp.sock")
+	up := exec.Command(filepath.Join(upstreamDir, "dhcp"), "daemon", "-socketpath", dhcpSock)
+	if err := up.Start(); err != nil {
+		b.Fatalf("upstream dhcp daemon: %v", err)
+	}
+	b.Cleanup(func() { _ = up.Process.Kill(); _ = up.Wait() })
+	waitFor(b, 5*time.Second, "upstream dhcp socket", func() bool { _, err := os.Stat(dhcpSock); return err == nil })
+
+	hb := map[string]any{"type": "hostbridge-dhcp", "bridge": l.Bridge, "daemonSocket": d.Socket, "autoStartDaemon": false}
+	ub := map[string]any{"type": "bridge", "bridge": l.Bridge, "ipam": map[string]any{"type": "dhcp", "daemonSocketPath": dhcpSock}}
+	oe := map[string]any{"type": "offline-egress", "allow": []map[string]any{{"to": "host", "ports": []string{"8000/tcp"}}}}
+	fw := map[string]any{"type": "firewall", "backend": "iptables"}
+	pl := map[string]any{"type": "portmap-lite", "capabilities": map[string]bool{"portMappings": true}}
+	pm := map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}}
+	ours := newNetworkList(b, "lwchain", []map[string]any{hb, oe, pl})
+	theirs := newNetworkList(b, "upchain", []map[string]any{ub, fw, pm})
+	oursIf := newNetworkList(b, "lwif", []map[string]any{hb})
+	theirsIf := newNetworkList(b, "upif", []map[string]any{ub})
+
+	var r report
+	r.Upstream = upstreamVersion
+	p := func(ds []time.Duration, q float64) float64 { return msOf(percentile(ds, q)) }
+
+	oa, od := run(b, l, ours, count, 31000, true)
+	ua, ud := run(b, l, theirs, count, 32000, true)
+	r.add("full chain ADD p50", "ms", p(oa, .5), p(ua, .5), "ratio <= 0.5", flag(p(oa, .5) <= 0.5*p(ua, .5)))
+	r.add("full chain ADD p95", "ms", p(oa, .95), p(ua, .95), "ours <= 2x our p50", flag(p(oa, .95) <= 2*p(oa, .5)))
+	r.add("full chain DEL p50", "ms", p(od, .5), p(ud, .5), "ratio <= 0.5", flag(p(od, .5) <= 0.5*p(ud, .5)))
+	r.add("full chain DEL p95", "ms", p(od, .95), p(ud, .95), "", nil)
+
+	oa, od = run(b, l, oursIf, count, 0, false)
+	ua, ud = run(b, l, theirsIf, count, 0, false)
+	r.add("hostbridge-dhcp vs bridge+dhcp ADD p50", "ms", p(oa, .5), p(ua, .5), "", nil)
+	r.add("hostbridge-dhcp vs bridge+dhcp ADD p95", "ms", p(oa, .95), p(ua, .95), "", nil)
+	r.add("hostbridge-dhcp vs bridge+dhcp DEL p50", "ms", p(od, .5), p(ud, .5), "", nil)
+
+	for _, pair := range [][2]string{{"offline-egress", "firewall"}, {"portmap-lite", "portmap"}} {
+		oa, od := alone(b, l, pair[0], count)
+		ua, ud := alone(b, l, pair[1], count)
+		r.add(pair[0]+" vs "+pair[1]+" ADD p50", "ms", p(oa, .5), p(ua, .5), "", nil)
+		r.add(pair[0]+" vs "+pair[1]+" DEL p50", "ms", p(od, .5), p(ud, .5), "", nil)
+	}
+
+	oa, _ = run(b, l, ours, growthN, 40000, true)
+	ua, _ = run(b, l, theirs, growthN, 41000, true)
+	og := percentile(oa[growthN-20:], .5).Seconds() / percentile(oa[:20], .5).Seconds()
+	ug := percentile(ua[growthN-20:], .5).Seconds() / percentile(ua[:20], .5).Seconds()
+	r.add(fmt.Sprintf("growth: ADD p50 of %d-%d over 1-20", growthN-19, growthN), "x", og, ug, "<= 1.3", flag(og <= 1.3))
+
+	ow, oerr := parallel(b, l, ours, 50, 45000)
+	uw, uerr := parallel(b, l, theirs, 50, 46000)
+	r.add("50 parallel ADDs, wall time", "s", ow.Seconds(), uw.Seconds(), "<= 3 s, no error", flag(ow <= 3*time.Second && oerr == 0))
+	r.add("50 parallel ADDs, errors", "", float64(oerr), float64(uerr), "", nil)
+
+	daemonFigures(b, l, d, oursIf, leaseN, &r)
+	printReport(b, r)
+}
+
+// alone times a chained plugin by itself: ADD and DEL with a prevResult
+// naming a real veth on the LAN bridge.
+func alone(b *testing.B, l *testlan.LAN, name string, count int) (adds, dels []time.Duration) {
+	netName := "alone-" + name
+	conf := func(i int) map[string]any {
+		host := fmt.Sprintf("lwt%sa%d", l.ID, i)
+		c := map[string]any{"cniVersion": "1.0.0", "name": netName, "type": name,
+			"runtimeConfig": map[string]any{"portMappings": []map[string]any{{"hostPort": 47000 + i, "containerPort": 80, "protocol": "tcp"}}},
+			"prevResult": map[string]any{"cniVersion": "1.0.0",
+				"interfaces": []map[string]any{{"name": host}, {"name": "eth0", "sandbox": "/var/run/netns/none"}},
+				"ips":        []map[string]any{{"address": fmt.Sprintf("10.202.%d.%d/16", i/250, i%250+2), "gateway": "10.202.0.1", "interface": 1}}}}
+		if name == "offline-egress" {
+			c["allow"] = []map[string]any{{"to": "host", "ports": []string{"8000/tcp"}}}
+		}
+		if name == "firewall" {
+			c["backend"] = "iptables"
+		}
+		return c
+	}
+	for i := 0; i < count; i++ {
+		host := fmt.Sprintf("lwt%sa%d", l.ID, i)
+		for _, args := range [][]string{{"link", "add", host, "type", "veth", "peer", "name", fmt.Sprintf("lwt%sq%d", l.ID, i)}, {"link", "set", host, "master", l.Bridge, "up"}} {
+			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+				b.Fatalf("ip %v: %v %s", args, err, out)
+			}
+		}
+		defer exec.Command("ip", "link", "del", host).Run()
+	}
+	for i := 0; i < count; i++ {
+		start := time.Now()
+		if err := runPluginExec(name, "ADD", fmt.Sprintf("alone-%d", i), conf(i)); err != nil {
+			b.Fatalf("%s ADD: %v", name, err)
+		}
+		adds = append(adds, time.Since(start))
+	}
+	for i := 0; i < count; i++ {
+		start := time.Now()
+		if err := runPluginExec(name, "DEL", fmt.Sprintf("alone-%d", i), conf(i)); err != nil {
+			b.Fatalf("%s DEL: %v", name, err)
+		}
+		dels = append(dels, time.Since(start))
+	}
+	return adds, dels
+}
+
+func runPluginExec(name, command, id string, conf map[string]any) error {
+	dir := binDir
+	if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+		dir = upstreamDir
+	}
+	data, _ := json.Marshal(conf)
+	cmd := exec.Command(filepath.Join(dir, name))
+	cmd.Env = append(os.Environ(), "CNI_COMMAND="+command, "CNI_CONTAINERID="+id,
+		"CNI_NETNS=/var/run/netns/none", "CNI_IFNAME=eth0", "CNI_PATH="+binDir+":"+upstreamDir)
+	cmd.Stdin = strings.NewReader(string(data))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
+}
+
+// procStat returns a process's RSS (MiB) and CPU time.
+func procStat(pid int) (float64, time.Duration) {
+	var rss float64
+	if s, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, l := range strings.Split(string(s), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+				kb, _ := strconv.Atoi(f[1])
+				rss = float64(kb) / 1024
+			}
+		}
+	}
+	var cpu time.Duration
+	if s, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		f := strings.Fields(string(s)[strings.LastIndex(string(s), ")")+2:])
+		ut, _ := strconv.Atoi(f[11])
+		st, _ := strconv.Atoi(f[12])
+		cpu = time.Duration(ut+st) * time.Second / 100 // USER_HZ
+	}
+	return rss, cpu
+}
+
+// daemonFigures: RSS and goroutines with 0, 100 and leaseN leases, and the
+// CPU time of one renewal cycle of all of them.
+func daemonFigures(b *testing.B, l *testlan.LAN, d *daemonProc, n *network, leaseN int, r *report) {
+	pid := d.cmd.Process.Pid
+	status := func() *leaseapi.Status {
+		resp, err := d.Call(leaseapi.Request{Method: leaseapi.MethodStatus})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return resp.Status
+	}
+	var as []attach
+	measure := func(at int) {
+		for len(as) < at {
+			a := attach{ID: fmt.Sprintf("lease-%d", len(as)), Netns: container(b, l)}
+			if _, err := n.Add(a); err != nil {
+				b.Fatalf("lease %d: %v", len(as), err)
+			}
+			as = append(as, a)
+		}
+		time.Sleep(time.Second)
+		rss, _ := procStat(pid)
+		st := status()
+		r.add(fmt.Sprintf("daemon with %d leases: RSS", st.Leases), "MiB", rss, 0, "<= 32 MiB at 1000", flag(st.Leases < 1000 || rss <= 32))
+		r.add(fmt.Sprintf("daemon with %d leases: goroutines", st.Leases), "", float64(st.Goroutines), 0, "", nil)
+	}
+	measure(0)
+	measure(min(100, leaseN))
+	measure(leaseN)
+	// One renewal cycle: every lease renews once (T1 is 60 s of 2 minutes).
+	start := time.Now()
+	_, cpu0 := procStat(pid)
+	waitFor(b, 3*time.Minute, "every lease to renew", func() bool {
+		for _, ls := range d.Leases() {
+			if ls.Acquired.Before(start) {
+				return false
+			}
+		}
+		return true
+	})
+	_, cpu1 := procStat(pid)
+	r.add(fmt.Sprintf("daemon CPU over one renewal cycle of %d leases", len(as)), "s", (cpu1 - cpu0).Seconds(), 0, "", nil)
+	for _, a := range as {
+		_ = n.Del(a)
+		_ = l.DeleteContainer(a.Netns)
+	}
+	_ = syscall.Kill(pid, 0)
+}
+
+func printReport(b *testing.B, r report) {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n%-52s %10s %10s %7s  %s\n", "metric", "lanwire", "upstream", "ratio", "target")
+	for _, x := range r.Rows {
+		up, ratio := "", ""
+		if x.Upstream > 0 {
+			up = fmt.Sprintf("%.2f", x.Upstream)
+		}
+		if x.Ratio > 0 {
+			ratio = fmt.Sprintf("%.2f", x.Ratio)
+		}
+		target := x.Target
+		if x.Met != nil {
+			if *x.Met {
+				target = "met: " + target
+			} else {
+				target = "MISSED: " + target
+			}
+		}
+		fmt.Fprintf(&sb, "%-52s %10.2f %10s %7s  %s %s\n", x.Metric, x.Lanwire, up, ratio, target, x.Unit)
+	}
+	fmt.Print(sb.String())
+	path := os.Getenv("LANWIRE_BENCH_JSON")
+	if path == "" {
+		path = "bench.json"
+	}
+	data, _ := json.MarshalIndent(r, "", "  ")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		b.Errorf("writing %s: %v", path, err)
+	}
+	fmt.Printf("JSON written to %s\n", path)
+}
