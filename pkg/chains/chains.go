@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/coreos/go-iptables/iptables"
 	"golang.org/x/sys/unix"
@@ -233,23 +234,75 @@ func (t *Tables) dispatchLines(l Layout, chain string) ([]string, error) {
 // Install puts the container's chain and its dispatch rules in place in one
 // atomic change, replacing an earlier version (ADD is idempotent).
 func (t *Tables) Install(l Layout, chain string, dispatch, rules [][]string) error {
-	if err := t.ensureTop(l); err != nil {
-		return err
+	// The read-only checks run at once: every hook and fixed rule in place
+	// (a present hook proves its chain exists) and whether the container's
+	// chain exists. Dispatch rules and their chain come and go together, so
+	// only an existing chain (a repeated ADD) has old rules to find, and
+	// only then is the top chain listed.
+	checks := []func() (bool, error){func() (bool, error) { return t.IPT.ChainExists(l.Table, chain) }}
+	for _, h := range l.Hooks {
+		checks = append(checks, func() (bool, error) { return t.IPT.Exists(l.Table, h.Chain, h.Rule...) })
 	}
-	// Dispatch rules and their chain come and go together, so only a chain
-	// that already exists (a repeated ADD) has old rules to find, and only
-	// then is the top chain listed.
+	for _, f := range l.Fixed {
+		checks = append(checks, func() (bool, error) { return t.IPT.Exists(l.Table, f.Hook.Chain, f.Hook.Rule...) })
+		for _, r := range f.Rules {
+			checks = append(checks, func() (bool, error) { return t.IPT.Exists(l.Table, f.Name, r...) })
+		}
+	}
+	found, errs := allOf(checks)
+	for i := 1; i < len(found); i++ {
+		if !found[i] || errs[i] != nil {
+			if err := t.ensureTop(l); err != nil {
+				return err
+			}
+			break
+		}
+	}
+	if errs[0] != nil {
+		return fmt.Errorf("looking for %s: %w", chain, errs[0])
+	}
 	var old []string
-	exists, err := t.IPT.ChainExists(l.Table, chain)
-	if err != nil {
-		return fmt.Errorf("looking for %s: %w", chain, err)
-	}
-	if exists {
+	if found[0] {
+		var err error
 		if old, err = t.dispatchLines(l, chain); err != nil {
 			return err
 		}
 	}
 	return t.Restore(RenderInstall(l, chain, old, dispatch, rules))
+}
+
+// allOf runs read-only checks concurrently (each is an iptables process).
+func allOf(checks []func() (bool, error)) ([]bool, []error) {
+	found := make([]bool, len(checks))
+	errs := make([]error, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			found[i], errs[i] = c()
+		}()
+	}
+	wg.Wait()
+	return found, errs
+}
+
+// OpenAll opens the given families concurrently (each asks its iptables
+// for its version). Families whose iptables is unusable get a nil entry and
+// their error.
+func OpenAll(fams ...Family) ([]*Tables, []error) {
+	ts := make([]*Tables, len(fams))
+	errs := make([]error, len(fams))
+	var wg sync.WaitGroup
+	for i, f := range fams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts[i], errs[i] = Open(f)
+		}()
+	}
+	wg.Wait()
+	return ts, errs
 }
 
 // RenderInstall is the iptables-restore input that installs a chain,
@@ -392,4 +445,31 @@ func (t *Tables) Owners(l Layout) (map[string][]string, error) {
 		out[line[j+4:]] = append(out[line[j+4:]], comment)
 	}
 	return out, nil
+}
+
+// Each runs fn on every table concurrently and joins the errors.
+func Each(ts []*Tables, fn func(*Tables) error) error {
+	errs := make([]error, len(ts))
+	var wg sync.WaitGroup
+	for i, t := range ts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(t)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Usable opens every family whose iptables works, concurrently.
+func Usable() []*Tables {
+	ts, _ := OpenAll(V4, V6)
+	var out []*Tables
+	for _, t := range ts {
+		if t != nil {
+			out = append(out, t)
+		}
+	}
+	return out
 }

@@ -1,10 +1,12 @@
 package hostbridge
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/coreos/go-iptables/iptables"
 )
@@ -40,25 +42,39 @@ func ensureForward(bridge string) error {
 		{iptables.ProtocolIPv4, "net/bridge/bridge-nf-call-iptables"},
 		{iptables.ProtocolIPv6, "net/bridge/bridge-nf-call-ip6tables"},
 	}
-	for _, f := range fams {
+	errs := make([]error, len(fams))
+	var wg sync.WaitGroup
+	for i, f := range fams {
 		if readSysctl(f.sysctl) != "1" {
 			continue
 		}
-		ipt, err := iptables.New(iptables.IPFamily(f.proto), iptables.Timeout(5))
-		if err != nil {
-			return fmt.Errorf("bridged traffic crosses iptables (%s=1) but iptables is not usable: %w", f.sysctl, err)
-		}
-		rule := ForwardRule(bridge)
-		ok, err := ipt.Exists("filter", "FORWARD", rule...)
-		if err != nil {
-			return fmt.Errorf("checking the FORWARD rule for bridge %s: %w", bridge, err)
-		}
-		if ok {
-			continue
-		}
-		if err := ipt.Insert("filter", "FORWARD", 1, rule...); err != nil {
-			return fmt.Errorf("allowing bridge %s's traffic in FORWARD: %w", bridge, err)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = ensureForwardFamily(bridge, f.proto, f.sysctl)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// ensureForwardFamily installs ForwardRule for one family. sysctl names the
+// switch that made it necessary, for the error message.
+func ensureForwardFamily(bridge string, proto iptables.Protocol, sysctl string) error {
+	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Timeout(5))
+	if err != nil {
+		return fmt.Errorf("bridged traffic crosses iptables (%s=1) but iptables is not usable: %w", sysctl, err)
+	}
+	rule := ForwardRule(bridge)
+	ok, err := ipt.Exists("filter", "FORWARD", rule...)
+	if err != nil {
+		return fmt.Errorf("checking the FORWARD rule for bridge %s: %w", bridge, err)
+	}
+	if ok {
+		return nil
+	}
+	if err := ipt.Insert("filter", "FORWARD", 1, rule...); err != nil {
+		return fmt.Errorf("allowing bridge %s's traffic in FORWARD: %w", bridge, err)
 	}
 	return nil
 }

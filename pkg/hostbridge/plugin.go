@@ -82,6 +82,10 @@ func Add(args *skel.CmdArgs) error {
 	}
 	mac, _ := net.ParseMAC(spec.MAC)
 
+	// The FORWARD rule check (iptables processes) runs while the veth is made.
+	fwd := make(chan error, 1)
+	go func() { fwd <- ensureForward(c.Bridge) }()
+
 	undo := &rollback{}
 	defer undo.run()
 	links, err := setupVeth(vethOpts{HostName: hostVethName(key), ContName: args.IfName, MAC: mac, MTU: mtu, Bridge: br, Netns: netns})
@@ -89,9 +93,10 @@ func Add(args *skel.CmdArgs) error {
 		undo.add(func() { _ = deleteLinks(args.Netns, args.IfName, hostVethName(key)) })
 	}
 	if err != nil {
+		<-fwd
 		return err
 	}
-	if err := ensureForward(c.Bridge); err != nil {
+	if err := <-fwd; err != nil {
 		return err
 	}
 	if err := bridgeport.WaitForwarding(links.Host.Attrs().Name, c.LeaseTimeout.Duration); err != nil {

@@ -147,35 +147,32 @@ func Add(args *skel.CmdArgs) error {
 		}
 	}
 	s := spec(c, args, prev, hs)
-	t4, err := chains.Open(chains.V4)
-	if err != nil {
-		return types.NewError(types.ErrInternal, "offline-egress cannot enforce IPv4: install iptables", err.Error())
+	ts, errs := chains.OpenAll(chains.V4, chains.V6)
+	if errs[0] != nil {
+		return types.NewError(types.ErrInternal, "offline-egress cannot enforce IPv4: install iptables", errs[0].Error())
+	}
+	err6 := errs[1]
+	if err6 != nil && hasV6(prev) {
+		return types.NewError(types.ErrInternal, "the container has IPv6 but offline-egress cannot enforce IPv6 (fail closed): install ip6tables", err6.Error())
+	}
+	tables := ts[:1]
+	if err6 == nil {
+		tables = ts
 	}
 	unlock, err := egress.Layout.TakeLock()
 	if err != nil {
 		return firewallError(err)
 	}
 	defer unlock()
-	t6, err6 := chains.Open(chains.V6)
-	if err6 != nil && hasV6(prev) {
-		return types.NewError(types.ErrInternal, "the container has IPv6 but offline-egress cannot enforce IPv6 (fail closed): install ip6tables", err6.Error())
-	}
-	installed := []*chains.Tables{}
 	undo := func() {
-		for _, t := range installed {
-			_ = t.Remove(egress.Layout, s.Chain)
-		}
+		_ = chains.Each(tables, func(t *chains.Tables) error { return t.Remove(egress.Layout, s.Chain) })
 	}
-	tables := []*chains.Tables{t4}
-	if err6 == nil {
-		tables = append(tables, t6)
-	}
-	for _, t := range tables {
-		if err := t.Install(egress.Layout, s.Chain, [][]string{s.DispatchRule()}, s.Rules(t.Family)); err != nil {
-			undo()
-			return firewallError(err)
-		}
-		installed = append(installed, t)
+	// Both families at once: each is its own iptables processes.
+	if err := chains.Each(tables, func(t *chains.Tables) error {
+		return t.Install(egress.Layout, s.Chain, [][]string{s.DispatchRule()}, s.Rules(t.Family))
+	}); err != nil {
+		undo()
+		return firewallError(err)
 	}
 	if err6 != nil {
 		// No ip6tables and no IPv6 address: make sure the container cannot
@@ -224,17 +221,6 @@ func disableIPv6(netnsPath, ifname string) error {
 	})
 }
 
-// openAll returns the tables of every family whose iptables is usable.
-func openAll() []*chains.Tables {
-	var ts []*chains.Tables
-	for _, f := range []chains.Family{chains.V4, chains.V6} {
-		if t, err := chains.Open(f); err == nil {
-			ts = append(ts, t)
-		}
-	}
-	return ts
-}
-
 // Del removes exactly this container's chain and dispatch rules. It needs
 // no prevResult and succeeds when they are already gone.
 func Del(args *skel.CmdArgs) error {
@@ -248,14 +234,8 @@ func Del(args *skel.CmdArgs) error {
 		return firewallError(err)
 	}
 	defer unlock()
-	var errs []error
-	for _, t := range openAll() {
-		if err := t.Remove(egress.Layout, chain); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return firewallError(errors.Join(errs...))
+	if err := chains.Each(chains.Usable(), func(t *chains.Tables) error { return t.Remove(egress.Layout, chain) }); err != nil {
+		return firewallError(err)
 	}
 	return nil
 }
@@ -307,7 +287,7 @@ func GC(args *skel.CmdArgs) error {
 	}
 	defer unlock()
 	var errs []error
-	for _, t := range openAll() {
+	for _, t := range chains.Usable() {
 		owners, err := t.Owners(egress.Layout)
 		if err != nil {
 			errs = append(errs, err)

@@ -217,23 +217,27 @@ func Add(args *skel.CmdArgs) error {
 	if err := checkFree(c.Name, args.ContainerID, c.mappings); err != nil {
 		return err
 	}
-	var installed []*chains.Tables
-	undo := func() {
-		for _, t := range installed {
-			_ = t.Remove(Layout(t.Family), chain)
+	fams := make([]chains.Family, len(ss))
+	byFamily := map[chains.Family]Spec{}
+	for i, sp := range ss {
+		fams[i] = sp.Family
+		byFamily[sp.Family] = sp
+	}
+	tables, errs := chains.OpenAll(fams...)
+	for i, err := range errs {
+		if err != nil {
+			return types.NewError(types.ErrInternal, fmt.Sprintf("cannot publish ports over %s", fams[i]), err.Error())
 		}
 	}
-	for _, s := range ss {
-		t, err := chains.Open(s.Family)
-		if err != nil {
-			undo()
-			return types.NewError(types.ErrInternal, fmt.Sprintf("cannot publish ports over %s", s.Family), err.Error())
-		}
-		if err := t.Install(Layout(s.Family), s.Chain, s.Dispatch(), s.Rules()); err != nil {
-			undo()
-			return firewallError(err)
-		}
-		installed = append(installed, t)
+	undo := func() {
+		_ = chains.Each(tables, func(t *chains.Tables) error { return t.Remove(Layout(t.Family), chain) })
+	}
+	if err := chains.Each(tables, func(t *chains.Tables) error {
+		sp := byFamily[t.Family]
+		return t.Install(Layout(t.Family), sp.Chain, sp.Dispatch(), sp.Rules())
+	}); err != nil {
+		undo()
+		return firewallError(err)
 	}
 	if err := setClaims(c.Name, args.ContainerID, chain, c.mappings); err != nil {
 		undo()
@@ -364,21 +368,12 @@ func Del(args *skel.CmdArgs) error {
 		return firewallError(err)
 	}
 	defer unlock()
-	var errs []error
-	for _, f := range []chains.Family{chains.V4, chains.V6} {
-		t, err := chains.Open(f)
-		if err != nil {
-			continue
-		}
-		if err := t.Remove(Layout(f), chain); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	err = chains.Each(chains.Usable(), func(t *chains.Tables) error { return t.Remove(Layout(t.Family), chain) })
 	// The mappings it held: from the claims, and from the capability
 	// arguments DEL is given again.
 	flushUDP(append(dropClaims(chain), c.mappings...))
-	if len(errs) > 0 {
-		return firewallError(errors.Join(errs...))
+	if err != nil {
+		return firewallError(err)
 	}
 	return nil
 }
