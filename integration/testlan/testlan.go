@@ -32,6 +32,9 @@ type Options struct {
 	HostIP bool
 	// DnsmasqArgs are appended to dnsmasq's command line.
 	DnsmasqArgs []string
+	// RA makes dnsmasq send router advertisements for the LAN's IPv6
+	// prefix, so containers configure themselves with SLAAC.
+	RA bool
 	// Wide makes the LAN a /20 whose DHCP range holds about 3,500
 	// addresses (for benchmarks with many containers); else a /24 with
 	// the range .100-.199.
@@ -247,6 +250,9 @@ func (l *LAN) StartDHCP() error {
 	}
 	if l.opts.Wide {
 		args = append(args, "--dhcp-lease-max=4000")
+	}
+	if l.opts.RA {
+		args = append(args, "--enable-ra", "--dhcp-range=::,constructor:eth0,ra-only,64,2m")
 	}
 	args = append(args, l.opts.DnsmasqArgs...)
 	cmd := exec.Command("ip", args...)
