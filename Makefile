@@ -27,6 +27,7 @@ build:
 	@mkdir -p bin
 	$(GO) build -trimpath -o bin/ $(addprefix ./plugins/,$(PLUGINS))
 	$(GO) build -trimpath -o bin/testlan ./integration/cmd/testlan
+	$(GO) build -trimpath -o bin/demo ./integration/cmd/demo
 
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR)
@@ -71,12 +72,15 @@ test: deps vet unit integration
 bench: deps build
 	LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./integration/
 
-demo:
-	@echo "make demo: coming soon. The demo LAN story lands with the demo issue;"
-	@echo "until then, try: make build && sudo bin/testlan up   (then see README.md, 'Try it by hand')"
+# demo runs the main job on a demo LAN in network namespaces and cleans up.
+demo: deps build
+	@test "$$(id -u)" = 0 || { echo "make demo builds network namespaces: run it as root"; exit 1; }
+	bin/demo --bin bin --conflist conflist/offline-ports.conflist
 
-demo-clean:
-	@test -x bin/testlan && bin/testlan down all || true
+# demo-clean removes what an interrupted demo (or testlan) left.
+demo-clean: build
+	bin/demo --clean
+	bin/testlan down all
 
 clean:
 	rm -rf bin integration.log .upstream
