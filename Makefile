@@ -16,7 +16,7 @@ UPSTREAM_BIN := $(CURDIR)/.upstream/$(UPSTREAM_VERSION)
 UPSTREAM_PLUGINS := main/bridge ipam/host-local meta/portmap ipam/dhcp meta/firewall
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 PLUGINS     := hostbridge-dhcp offline-egress portmap-lite
-APT_PKGS    := iptables dnsmasq-base conntrack iproute2 procps busybox-static
+APT_PKGS    := iptables dnsmasq-base conntrack iproute2 procps busybox-static podman runc containerd
 TEST_TIMEOUT ?= 20m
 
 .PHONY: all build install test deps unit integration bench demo demo-clean vet fmt clean
