@@ -13,7 +13,11 @@ CNITOOL_VERSION ?= v1.3.0
 # Upstream plugins the tests chain behind (and the benchmark compares with).
 UPSTREAM_VERSION ?= v1.9.1
 UPSTREAM_BIN := $(CURDIR)/.upstream/$(UPSTREAM_VERSION)
-UPSTREAM_PLUGINS := main/bridge ipam/host-local meta/portmap ipam/dhcp meta/firewall
+# nerdctl for the runtime tests: `go install` cannot resolve it, so the module
+# is downloaded at a pinned version and built inside it.
+NERDCTL_VERSION ?= v1.7.7
+NERDCTL := $(CURDIR)/.upstream/nerdctl-$(NERDCTL_VERSION)
+UPSTREAM_PLUGINS := main/bridge ipam/host-local meta/portmap ipam/dhcp meta/firewall meta/tuning
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 PLUGINS     := hostbridge-dhcp offline-egress portmap-lite
 APT_PKGS    := iptables dnsmasq-base conntrack iproute2 procps busybox-static podman runc containerd
@@ -48,8 +52,11 @@ deps:
 		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
 	fi
 	@test -x $(GOBIN)/cnitool || $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
-	@test -x $(UPSTREAM_BIN)/portmap || GOBIN=$(UPSTREAM_BIN) $(GO) install \
+	@test -x $(UPSTREAM_BIN)/tuning || GOBIN=$(UPSTREAM_BIN) $(GO) install \
 		$(addprefix github.com/containernetworking/plugins/plugins/,$(addsuffix @$(UPSTREAM_VERSION),$(UPSTREAM_PLUGINS)))
+	@test -x $(NERDCTL) || { \
+		dir=$$($(GO) mod download -json github.com/containerd/nerdctl@$(NERDCTL_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+		test -n "$$dir" && cd "$$dir" && GOFLAGS=-mod=mod $(GO) build -o $(NERDCTL) ./cmd/nerdctl; }
 
 vet:
 	$(GO) vet ./...
@@ -60,7 +67,7 @@ unit:
 
 integration: build
 	@test "$$(id -u)" = 0 || { echo "integration tests need root (network namespaces, bridges, iptables)"; exit 1; }
-	set -o pipefail; CNITOOL=$(GOBIN)/cnitool LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) \
+	set -o pipefail; CNITOOL=$(GOBIN)/cnitool LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) NERDCTL=$(NERDCTL) \
 		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./integration/... 2>&1 | tee integration.log
 
 test: deps vet unit integration

@@ -51,27 +51,7 @@ runtime = "runc"
 		"CONTAINERS_CONF="+filepath.Join(dir, "containers.conf"),
 		"CONTAINERS_STORAGE_CONF="+filepath.Join(dir, "storage.conf"))}
 	// An image made here: busybox-static as the whole root filesystem.
-	root := filepath.Join(dir, "rootfs")
-	for _, d := range []string{"bin", "www"} {
-		_ = os.MkdirAll(filepath.Join(root, d), 0o755)
-	}
-	busybox, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Skip("busybox-static is not installed: `make deps` installs it")
-	}
-	data, err := os.ReadFile(busybox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = os.WriteFile(filepath.Join(root, "bin", "busybox"), data, 0o755)
-	for _, app := range []string{"sh", "wget", "httpd", "timeout", "ip", "cat", "sleep", "nc"} {
-		_ = os.Symlink("busybox", filepath.Join(root, "bin", app))
-	}
-	_ = os.WriteFile(filepath.Join(root, "www", "index.html"), []byte("hello from podman\n"), 0o644)
-	tar := filepath.Join(dir, "rootfs.tar")
-	if out, err := exec.Command("tar", "-C", root, "-cf", tar, ".").CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
-	}
+	tar := busyboxRootfs(t, dir, "hello from podman")
 	if out, err := p.run("import", tar, "localhost/lanwire-busybox"); err != nil {
 		t.Skipf("podman cannot import an image on this machine: %v: %s", err, out)
 	}

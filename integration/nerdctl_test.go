@@ -1,0 +1,151 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nerdctlEnv is containerd (Debian's 1.6) with its own config, state and
+// socket under a temp dir, and nerdctl (built at a pinned version by
+// `make deps`) talking to it with our plugins and conflist.
+type nerdctlEnv struct {
+	t    *testing.T
+	args []string
+}
+
+func newNerdctl(t *testing.T, netDir string) *nerdctlEnv {
+	t.Helper()
+	bin := os.Getenv("NERDCTL")
+	if bin == "" {
+		bin, _ = exec.LookPath("nerdctl")
+	}
+	if bin == "" {
+		t.Skip("nerdctl not found: `make deps` builds it (set NERDCTL to its path)")
+	}
+	if _, err := exec.LookPath("containerd"); err != nil {
+		t.Skip("containerd is not installed: `make deps` installs it (apt-get install containerd)")
+	}
+	dir := t.TempDir()
+	// nerdctl wants its plugins in one directory, the upstream tuning too.
+	cniBin := filepath.Join(dir, "cni-bin")
+	_ = os.MkdirAll(cniBin, 0o755)
+	for _, d := range []string{binDir, upstreamDir} {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			_ = os.Symlink(filepath.Join(d, e.Name()), filepath.Join(cniBin, e.Name()))
+		}
+	}
+	if _, err := os.Stat(filepath.Join(cniBin, "tuning")); err != nil {
+		t.Skip("the upstream tuning plugin is missing: `make deps` installs it (UPSTREAM_BIN)")
+	}
+	sock := filepath.Join(dir, "containerd.sock")
+	conf := fmt.Sprintf("version = 2\nroot = %q\nstate = %q\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = %q\n",
+		filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock)
+	_ = os.WriteFile(filepath.Join(dir, "config.toml"), []byte(conf), 0o644)
+	logf, _ := os.Create(filepath.Join(dir, "containerd.log"))
+	ctrd := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
+	ctrd.Stdout, ctrd.Stderr = logf, logf
+	if err := ctrd.Start(); err != nil {
+		t.Skipf("containerd cannot start here: %v", err)
+	}
+	n := &nerdctlEnv{t: t, args: []string{bin, "--address", sock, "--data-root", filepath.Join(dir, "nerdctl"),
+		"--snapshotter", "native", "--cni-path", cniBin, "--cni-netconfpath", netDir, "--cgroup-manager", "cgroupfs"}}
+	t.Cleanup(func() {
+		_, _ = n.run("rm", "-f", "--all")
+		_ = ctrd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = ctrd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = ctrd.Process.Kill()
+			<-done
+		}
+	})
+	ready := false
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if _, err := n.run("version"); err == nil {
+			ready = true
+			break
+		}
+	}
+	if !ready {
+		b, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
+		t.Skipf("containerd did not answer on %s within 10s; its log:\n%s", sock, tail(string(b), 20))
+	}
+	archive := filepath.Join(dir, "image.tar")
+	ociArchive(t, busyboxRootfs(t, dir, "hello from nerdctl"), archive, "localhost/lanwire-busybox:latest")
+	if out, err := n.run("load", "-i", archive); err != nil {
+		t.Fatalf("nerdctl load: %v %s", err, out)
+	}
+	return n
+}
+
+func (n *nerdctlEnv) run(args ...string) (string, error) {
+	out, err := exec.Command(n.args[0], append(n.args[1:], args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// nerdctl with containerd runs a container on our conflist: lease from
+// dnsmasq, offline rules, published port, and `nerdctl rm` releases.
+func TestNerdctl(t *testing.T) {
+	t.Parallel()
+	g := newOfflineGround(t, "2m")
+	netDir := t.TempDir()
+	name := "nerdoff" + g.lan.ID
+	conflist := fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[
+ {"type":"hostbridge-dhcp","bridge":%q,"daemonSocket":%q,"autoStartDaemon":false},
+ {"type":"offline-egress","allow":[{"to":"host","ports":["8000/tcp"]}]},
+ {"type":"portmap-lite","capabilities":{"portMappings":true}}]}`, name, g.lan.Bridge, g.d.Socket)
+	if err := os.WriteFile(filepath.Join(netDir, name+".conflist"), []byte(conflist), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := newNerdctl(t, netDir)
+	ctr := "web" + g.lan.ID
+	// (nerdctl 1.7 refuses --mac-address for network types other than
+	// bridge and macvlan, so the MAC is the one derived by the plugin.)
+	if out, err := n.run("run", "-d", "--name", ctr, "--network", name, "-p", "18790:80",
+		"localhost/lanwire-busybox", "httpd", "-f", "-p", "80", "-h", "/www"); err != nil {
+		t.Fatalf("nerdctl run: %v\n%s", err, out)
+	}
+	out, err := n.run("exec", ctr, "cat", "/sys/class/net/eth0/address")
+	mac := strings.TrimSpace(out)
+	if err != nil {
+		t.Fatalf("reading the container's MAC: %v %s", err, out)
+	}
+	if _, ok := g.lan.LeaseFor(mac); !ok {
+		t.Fatalf("dnsmasq holds no lease for the container's MAC %s:\n%s", mac, g.lan.Log())
+	}
+	lanNS := filepath.Base(filepath.Join("/var/run/netns", g.lan.LANNS))
+	if out, err := exec.Command("ip", "netns", "exec", lanNS, "timeout", "3", "busybox", "wget", "-q", "-O", "-", "http://"+g.lan.HostAddr+":18790/").CombinedOutput(); err != nil || !strings.Contains(string(out), "hello from nerdctl") {
+		t.Errorf("published port from a LAN client: %v %s", err, out)
+	}
+	greet := func(host, port string) (string, error) {
+		out, err := n.run("exec", ctr, "timeout", "3", "nc", host, port)
+		if err == nil && !strings.Contains(out, "hello from") {
+			err = fmt.Errorf("no greeting")
+		}
+		return out, err
+	}
+	if out, err := greet(g.lan.HostAddr, "8000"); err != nil {
+		t.Errorf("the container cannot reach the host mirror: %v %s", err, out)
+	}
+	for _, hp := range [][2]string{{g.lan.Internet, "80"}, {g.lan.Router, "9001"}} {
+		if out, err := greet(hp[0], hp[1]); err == nil {
+			t.Errorf("the offline container reached %s:%s: %s", hp[0], hp[1], out)
+		}
+	}
+	if out, err := n.run("rm", "-f", ctr); err != nil {
+		t.Fatalf("nerdctl rm: %v %s", err, out)
+	}
+	waitFor(t, 5*time.Second, "nerdctl rm to release the lease", func() bool { _, ok := g.lan.LeaseFor(mac); return !ok })
+	if out, _ := exec.Command("iptables-save").Output(); strings.Contains(string(out), "net="+name+" ") {
+		t.Errorf("rules of the removed container left:\n%s", out)
+	}
+}
