@@ -158,3 +158,13 @@ func expect(t *testing.T, netns string, want bool, ps ...probe) {
 		}
 	}
 }
+
+// greets connects from inside a runtime's container (busybox nc, through
+// the runtime's exec) to a ground service and checks its greeting.
+func greets(run func(args ...string) (string, error), ctr, host, port string) (string, error) {
+	out, err := run("exec", ctr, "timeout", "3", "nc", host, port)
+	if err == nil && !strings.Contains(out, "hello from") {
+		err = fmt.Errorf("no greeting")
+	}
+	return out, err
+}

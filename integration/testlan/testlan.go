@@ -433,15 +433,15 @@ func removeForwardRules(bridge string) {
 				if !strings.HasPrefix(line, prefix) || !strings.Contains(line, " "+bridge+" ") {
 					continue
 				}
-				args := append([]string{"-t", tc[0], "-D", tc[1]}, splitRule(strings.TrimPrefix(line, prefix))...)
+				args := append([]string{"-t", tc[0], "-D", tc[1]}, SplitRule(strings.TrimPrefix(line, prefix))...)
 				_ = exec.Command(tool, args...).Run()
 			}
 		}
 	}
 }
 
-// splitRule splits an iptables -S line, keeping quoted strings whole.
-func splitRule(s string) []string {
+// SplitRule splits an iptables -S line, keeping quoted strings whole.
+func SplitRule(s string) []string {
 	var out []string
 	var cur strings.Builder
 	inQ := false

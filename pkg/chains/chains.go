@@ -473,3 +473,26 @@ func Usable() []*Tables {
 	}
 	return out
 }
+
+// RemoveStale removes every container chain (and its dispatch rules) whose
+// dispatch comment stale says is no longer wanted, for GC. It returns the
+// chains removed.
+func (t *Tables) RemoveStale(l Layout, stale func(comment string) bool) ([]string, error) {
+	owners, err := t.Owners(l)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for chain, comments := range owners {
+		if !stale(comments[0]) {
+			continue
+		}
+		if err := t.Remove(l, chain); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, chain)
+	}
+	return removed, errors.Join(errs...)
+}

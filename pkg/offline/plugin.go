@@ -286,25 +286,16 @@ func GC(args *skel.CmdArgs) error {
 		return firewallError(err)
 	}
 	defer unlock()
-	var errs []error
-	for _, t := range chains.Usable() {
-		owners, err := t.Owners(egress.Layout)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for chain, comments := range owners {
-			network, id, ok := egress.ParseComment(comments[0])
-			if !ok || network != c.Name || valid[id] {
-				continue
-			}
-			if err := t.Remove(egress.Layout, chain); err != nil {
-				errs = append(errs, err)
-			}
-		}
+	stale := func(comment string) bool {
+		network, id, ok := egress.ParseComment(comment)
+		return ok && network == c.Name && !valid[id]
 	}
-	if len(errs) > 0 {
-		return firewallError(errors.Join(errs...))
+	err = chains.Each(chains.Usable(), func(t *chains.Tables) error {
+		_, err := t.RemoveStale(egress.Layout, stale)
+		return err
+	})
+	if err != nil {
+		return firewallError(err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -418,36 +419,28 @@ func GC(args *skel.CmdArgs) error {
 		return firewallError(err)
 	}
 	defer unlock()
-	var errs []error
-	for _, f := range []chains.Family{chains.V4, chains.V6} {
-		t, err := chains.Open(f)
-		if err != nil {
-			continue
-		}
-		owners, err := t.Owners(Layout(f))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for chain, comments := range owners {
-			network, id, _, ok := ParseComment(comments[0])
-			if !ok || network != c.Name || valid[id] {
-				continue
-			}
-			if err := t.Remove(Layout(f), chain); err != nil {
-				errs = append(errs, err)
-			}
+	stale := func(comment string) bool {
+		network, id, _, ok := ParseComment(comment)
+		return ok && network == c.Name && !valid[id]
+	}
+	var mu sync.Mutex
+	err = chains.Each(chains.Usable(), func(t *chains.Tables) error {
+		removed, err := t.RemoveStale(Layout(t.Family), stale)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, chain := range removed {
 			dropClaims(chain)
 		}
-	}
+		return err
+	})
 	// Claims whose chain no longer exists at all.
 	for _, chain := range claimedChains() {
 		if !chainAlive(chain) {
 			dropClaims(chain)
 		}
 	}
-	if len(errs) > 0 {
-		return firewallError(errors.Join(errs...))
+	if err != nil {
+		return firewallError(err)
 	}
 	return nil
 }
