@@ -20,10 +20,12 @@ NERDCTL := $(CURDIR)/.upstream/nerdctl-$(NERDCTL_VERSION)
 UPSTREAM_PLUGINS := main/bridge ipam/host-local meta/portmap ipam/dhcp meta/firewall meta/tuning
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 PLUGINS     := hostbridge-dhcp offline-egress portmap-lite
-APT_PKGS    := iptables dnsmasq-base conntrack iproute2 procps busybox-static podman runc containerd
+# What the plugins and the demo need, and what only the tests add.
+APT_BASE    := iptables dnsmasq-base conntrack iproute2 procps busybox-static
+APT_TEST    := podman runc containerd
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build install test deps unit integration bench demo demo-clean vet fmt clean
+.PHONY: all build install test deps deps-base apt-install unit integration bench fuzz demo demo-clean vet fmt clean
 
 all: build
 
@@ -41,16 +43,23 @@ install: build
 	install -m 0644 init/hostbridge-dhcp.socket $(DESTDIR)$(SYSTEMD_DIR)/hostbridge-dhcp.socket
 	@echo "installed; enable the lease daemon with: systemctl daemon-reload && systemctl enable --now hostbridge-dhcp.socket"
 
-# deps installs what the tests need when it is missing: Debian packages and cnitool.
-deps:
+# deps-base installs the Debian packages the plugins and the demo need;
+# deps adds what the tests need: runtimes, cnitool, upstream plugins, nerdctl.
+deps-base:
+	@$(MAKE) --no-print-directory apt-install PKGS="$(APT_BASE)"
+
+apt-install:
 	@missing=""; \
-	for p in $(APT_PKGS); do \
+	for p in $(PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
 	fi
+
+deps: deps-base
+	@$(MAKE) --no-print-directory apt-install PKGS="$(APT_TEST)"
 	@test -x $(GOBIN)/cnitool || $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
 	@test -x $(UPSTREAM_BIN)/tuning || GOBIN=$(UPSTREAM_BIN) $(GO) install \
 		$(addprefix github.com/containernetworking/plugins/plugins/,$(addsuffix @$(UPSTREAM_VERSION),$(UPSTREAM_PLUGINS)))
@@ -79,8 +88,15 @@ test: deps vet unit integration
 bench: deps build
 	LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./integration/
 
+# fuzz runs each fuzz target for FUZZTIME (their seeds also run in `make unit`).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pkg/hostbridge
+	$(GO) test -run '^$$' -fuzz '^FuzzReadRequest$$' -fuzztime $(FUZZTIME) ./pkg/leaseapi
+	$(GO) test -run '^$$' -fuzz '^FuzzFromACK$$' -fuzztime $(FUZZTIME) ./pkg/lease
+
 # demo runs the main job on a demo LAN in network namespaces and cleans up.
-demo: deps build
+demo: deps-base build
 	@test "$$(id -u)" = 0 || { echo "make demo builds network namespaces: run it as root"; exit 1; }
 	bin/demo --bin bin --conflist conflist/offline-ports.conflist
 

@@ -58,7 +58,7 @@ func wantFailed(t *testing.T, r doctor.Report, code int, out, name, fixHas strin
 
 func TestDoctor(t *testing.T) {
 	t.Parallel()
-	l := newLAN(t, testlan.Options{})
+	l := newLAN(t, testlan.Options{DHCPv6: true})
 	d := startDaemon(t)
 	n := newNetwork(t, l, d, nil)
 	conflist := filepath.Join(n.Dir, n.Name+".conflist")
@@ -83,6 +83,22 @@ func TestDoctor(t *testing.T) {
 		}
 		if ls, _ := l.Leases(); len(ls) != 0 {
 			t.Errorf("the probe took leases: %+v", ls)
+		}
+	})
+	t.Run("healthy with --ipv6", func(t *testing.T) {
+		r, code, out := doctorRun(t, "--bridge", l.Bridge, "--socket", d.Socket, "--ipv6")
+		if code != 0 || !r.OK() {
+			t.Fatalf("doctor --ipv6 failed on a LAN with DHCPv6:\n%s", out)
+		}
+		prefix := strings.TrimSuffix(l.Subnet6, ":/64")
+		found := false
+		for _, c := range r.Checks {
+			if c.Name == "DHCPv6 probe" && strings.Contains(c.Detail, prefix) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no DHCPv6 probe advertising an address of %s:\n%s", l.Subnet6, out)
 		}
 	})
 	t.Run("bridge missing", func(t *testing.T) {
@@ -127,8 +143,9 @@ func TestDoctor(t *testing.T) {
 				t.Fatal(err)
 			}
 		}()
-		r, code, out := doctorRun(t, "--bridge", l.Bridge, "--socket", d.Socket)
+		r, code, out := doctorRun(t, "--bridge", l.Bridge, "--socket", d.Socket, "--ipv6")
 		wantFailed(t, r, code, out, "DHCP probe", "DHCP server")
+		wantFailed(t, r, code, out, "DHCPv6 probe", "DHCPv6 server")
 	})
 	t.Run("STP with a long forward delay", func(t *testing.T) {
 		set := func(stp, delay string) {

@@ -151,6 +151,13 @@ func TestOfflineEgress(t *testing.T) {
 	offNet.MustAdd(off)
 	g.withIPv6(t, off.Netns, 0x51)
 
+	// A service in the plain container: another container on the bridge.
+	serveTCP(t, plain.Netns, ":7070", "plain container")
+	neighbour := tcpProbe(plainRes.IPs[0].Address.IP.String() + ":7070")
+	t.Run("offline container cannot reach another container", func(t *testing.T) {
+		expect(t, off.Netns, false, neighbour)
+		expect(t, plain.Netns, true, neighbour)
+	})
 	t.Run("plain container reaches everything", func(t *testing.T) {
 		expect(t, plain.Netns, true, g.blockedForOffline()...)
 		expect(t, plain.Netns, true, g.allowedForOffline()...)

@@ -35,6 +35,9 @@ type Options struct {
 	// RA makes dnsmasq send router advertisements for the LAN's IPv6
 	// prefix, so containers configure themselves with SLAAC.
 	RA bool
+	// DHCPv6 makes dnsmasq hand out addresses of the LAN's IPv6 prefix
+	// (::100 to ::1ff) over DHCPv6.
+	DHCPv6 bool
 	// Wide makes the LAN a /20 whose DHCP range holds about 3,500
 	// addresses (for benchmarks with many containers); else a /24 with
 	// the range .100-.199.
@@ -251,6 +254,10 @@ func (l *LAN) StartDHCP() error {
 	if l.opts.Wide {
 		args = append(args, "--dhcp-lease-max=4000")
 	}
+	if l.opts.DHCPv6 {
+		p := strings.TrimSuffix(l.Subnet6, "::/64")
+		args = append(args, "--dhcp-range="+p+"::100,"+p+"::1ff,64,"+l.opts.LeaseTime)
+	}
 	if l.opts.RA {
 		args = append(args, "--enable-ra", "--dhcp-range=::,constructor:eth0,ra-only,64,2m")
 	}
@@ -277,6 +284,25 @@ func (l *LAN) StartDHCP() error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("dnsmasq did not start listening; see %s", filepath.Join(l.Dir, "dnsmasq.out"))
+}
+
+// MoveRange renumbers the LAN, as an administrator moving the DHCP range
+// to another subnet does: the router gets an address in a new /24 and
+// dnsmasq restarts serving only that subnet (it then NAKs the old one).
+func (l *LAN) MoveRange() error {
+	_, sn, _ := net.ParseCIDR(l.Subnet)
+	b := sn.IP.To4()
+	subnet := fmt.Sprintf("%d.%d.%d.0/24", b[0], b[1], b[2]^0x80)
+	router := fmt.Sprintf("%d.%d.%d.1", b[0], b[1], b[2]^0x80)
+	if err := CheckSafe(subnet); err != nil {
+		return err
+	}
+	if err := run("ip", "-n", l.LANNS, "addr", "add", router+"/24", "dev", "eth0"); err != nil {
+		return err
+	}
+	l.StopDHCP()
+	l.Subnet, l.Router = subnet, router
+	return l.StartDHCP()
 }
 
 // StopDHCP stops dnsmasq (its lease file stays).

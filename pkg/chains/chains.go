@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-iptables/iptables"
 	"golang.org/x/sys/unix"
@@ -21,8 +22,9 @@ import (
 // LockWait is how long (seconds) an iptables change waits for the xtables lock.
 const LockWait = 5
 
-// ErrLocked is returned when another process held the xtables lock too long.
-var ErrLocked = errors.New("another process holds the xtables lock")
+// ErrLocked is returned when another process held the xtables lock, or the
+// plugin's own lock, too long.
+var ErrLocked = errors.New("another process holds the firewall lock")
 
 // Family is an IP family.
 type Family int
@@ -64,7 +66,8 @@ type Layout struct {
 	Lock string
 }
 
-// Lock takes the layout's lock file; call the returned func to release it.
+// TakeLock takes the layout's lock file, waiting at most LockWait seconds
+// (then ErrLocked); call the returned func to release it.
 func (l Layout) TakeLock() (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(l.Lock), 0o755); err != nil {
 		return nil, fmt.Errorf("creating lock directory: %w", err)
@@ -73,11 +76,22 @@ func (l Layout) TakeLock() (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", l.Lock, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("locking %s: %w", l.Lock, err)
+	deadline := time.Now().Add(LockWait * time.Second)
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", l.Lock, err)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("%w: %s held for more than %ds", ErrLocked, l.Lock, LockWait)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return func() { f.Close() }, nil
 }
 
 // Tables is one family's iptables.

@@ -104,9 +104,13 @@ func (h *holder) step() {
 		var nak *lease.NakError
 		switch {
 		case errors.As(err, &nak):
+			// The address is no longer ours: discover again, moving the
+			// interface over (new address first) when a server answers,
+			// and taking the address off when none does.
 			h.s.log.Printf("%s: %s refused renewal (%v); starting over", k, rec.Info.ServerID, err)
-			h.expire(rec)
-			h.rediscover(rec, nil)
+			if !h.rediscover(rec, nil) {
+				h.expire(rec)
+			}
 		case err != nil:
 			h.s.log.Printf("%s: %s of %s: %v", k, phase, rec.Info.Address.IP, err)
 		default:
@@ -151,11 +155,12 @@ func (h *holder) extend(rec leasestore.Record, server net.IP) (*dhcpv4.DHCPv4, e
 	return conn.Extend(ctx, rec.Spec, rec.Info.Address.IP, server)
 }
 
-// rediscover runs a full DISCOVER in the netns, asking for want.
-func (h *holder) rediscover(rec leasestore.Record, want net.IP) {
+// rediscover runs a full DISCOVER in the netns, asking for want, and
+// reports whether a new lease was adopted.
+func (h *holder) rediscover(rec leasestore.Record, want net.IP) bool {
 	mac, err := rec.Spec.HardwareAddr()
 	if err != nil {
-		return
+		return false
 	}
 	var conn *lease.Conn
 	err = h.inNetns(rec, func() error {
@@ -165,25 +170,25 @@ func (h *holder) rediscover(rec leasestore.Record, want net.IP) {
 	})
 	if err != nil {
 		h.s.log.Printf("%s: rediscovery: %v", rec.Key, err)
-		return
+		return false
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(h.ctx, 3*time.Second)
 	defer cancel()
 	ack, err := conn.Acquire(ctx, rec.Spec, want)
 	if err != nil {
-		return
+		return false
 	}
-	h.adopt(rec, ack, "rediscovery")
+	return h.adopt(rec, ack, "rediscovery")
 }
 
 // adopt takes a new ACK: applies any change of address or routes in the
 // netns, then persists the lease.
-func (h *holder) adopt(old leasestore.Record, ack *dhcpv4.DHCPv4, how string) {
+func (h *holder) adopt(old leasestore.Record, ack *dhcpv4.DHCPv4, how string) bool {
 	info, err := lease.FromACK(ack)
 	if err != nil {
 		h.s.log.Printf("%s: ignoring ACK: %v", old.Key, err)
-		return
+		return false
 	}
 	changed := !info.Address.IP.Equal(old.Info.Address.IP) || info.Address.Mask.String() != old.Info.Address.Mask.String() ||
 		!info.Gateway.Equal(old.Info.Gateway) || routesDiffer(info.Routes, old.Info.Routes)
@@ -191,13 +196,16 @@ func (h *holder) adopt(old leasestore.Record, ack *dhcpv4.DHCPv4, how string) {
 	if changed || removed {
 		err := h.inNetns(old, func() error {
 			if removed {
-				return netconf.Apply(old.Spec.IfName, info, old.Spec.RouteMetric, 0)
+				if err := netconf.Apply(old.Spec.IfName, info, old.Spec.RouteMetric, 0); err != nil {
+					return err
+				}
+				return netconf.GratuitousARP(old.Spec.IfName, info.Address.IP)
 			}
 			return netconf.Change(old.Spec.IfName, old.Info, info, old.Spec.RouteMetric, 0)
 		})
 		if err != nil {
 			h.s.log.Printf("%s: applying new lease %s: %v", old.Key, info.Address.IP, err)
-			return
+			return false
 		}
 		h.s.log.Printf("%s: address now %s via %v (was %s)", old.Key, info.Address.String(), info.Gateway, old.Info.Address.String())
 	}
@@ -212,6 +220,7 @@ func (h *holder) adopt(old leasestore.Record, ack *dhcpv4.DHCPv4, how string) {
 		h.s.log.Printf("%s: %v (the lease is held in memory)", rec.Key, err)
 	}
 	h.s.log.Printf("%s: %s of %s ok, next renewal in %s", rec.Key, how, info.Address.IP, info.RenewTime)
+	return true
 }
 
 func routesDiffer(a, b []lease.Route) bool {

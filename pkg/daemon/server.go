@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,11 +53,13 @@ type Server struct {
 	leases    map[lease.Key]*holder
 	acquiring map[lease.Key]bool
 
-	sem chan struct{}
+	conns atomic.Int64
 }
 
-// maxHandlers bounds the connections served at once.
-const maxHandlers = 128
+// maxConns bounds the connections open at once; past it a new connection
+// is closed at once, so memory stays bounded and the accept loop never
+// waits on a slow client.
+const maxConns = 4096
 
 // readTimeout bounds how long a client may take to send its request.
 const readTimeout = 5 * time.Second
@@ -86,7 +89,6 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, store: st, log: cfg.Log,
 		leases:    map[lease.Key]*holder{},
 		acquiring: map[lease.Key]bool{},
-		sem:       make(chan struct{}, maxHandlers),
 	}, nil
 }
 
@@ -129,11 +131,15 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("accepting on %s: %w", s.cfg.Socket, err)
 		}
-		s.sem <- struct{}{}
+		if s.conns.Add(1) > maxConns {
+			s.conns.Add(-1)
+			conn.Close()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-s.sem }()
+			defer s.conns.Add(-1)
 			s.serve(ctx, conn)
 		}()
 	}

@@ -46,6 +46,8 @@ type Options struct {
 	Socket   string
 	CNIPath  []string
 	Timeout  time.Duration // of the DHCP probe
+	// IPv6 adds a DHCPv6 SOLICIT to the probe.
+	IPv6 bool
 }
 
 // Report is every check, in order.
@@ -93,7 +95,9 @@ func Run(o Options) Report {
 	checkFirewall(&r, o.Bridge)
 	checkDaemon(&r, o.Socket)
 	if bridgeOK {
-		r.add(probe(o.Bridge, o.Timeout))
+		for _, c := range probe(o.Bridge, o.Timeout, o.IPv6) {
+			r.add(c)
+		}
 	} else {
 		r.add(Check{Name: "DHCP probe", Detail: "skipped: the bridge is not usable", Fix: "fix the bridge first"})
 	}
@@ -259,13 +263,15 @@ func checkDaemon(r *Report, socket string) {
 }
 
 // probe attaches a throw-away namespace to the bridge and broadcasts
-// DISCOVER from it, then removes everything. It never requests an address.
-func probe(bridge string, timeout time.Duration) Check {
+// DISCOVER (and, with ipv6, SOLICIT) from it, then removes everything. It
+// never requests an address.
+func probe(bridge string, timeout time.Duration, ipv6 bool) []Check {
 	c := Check{Name: "DHCP probe"}
+	checks := func() []Check { return []Check{c} }
 	br, err := bridgeport.Lookup(bridge)
 	if err != nil {
 		c.Detail = err.Error()
-		return c
+		return checks()
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
@@ -275,7 +281,7 @@ func probe(bridge string, timeout time.Duration) Check {
 	netns, err := ns.TempNetNS()
 	if err != nil {
 		c.Detail = "creating a probe namespace: " + err.Error()
-		return c
+		return checks()
 	}
 	defer netns.Close()
 	la := netlink.NewLinkAttrs()
@@ -284,7 +290,7 @@ func probe(bridge string, timeout time.Duration) Check {
 	veth := &netlink.Veth{LinkAttrs: la, PeerName: peer, PeerHardwareAddr: mac, PeerNamespace: netlink.NsFd(int(netns.Fd()))}
 	if err := netlink.LinkAdd(veth); err != nil {
 		c.Detail = "creating the probe port: " + err.Error()
-		return c
+		return checks()
 	}
 	defer func() { _ = netlink.LinkDel(veth) }()
 	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+host+"/disable_ipv6", []byte("1"), 0o644)
@@ -297,6 +303,9 @@ func probe(bridge string, timeout time.Duration) Check {
 		if err != nil {
 			return err
 		}
+		// No duplicate address detection: the link-local address is usable
+		// at once for the DHCPv6 probe.
+		_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+peer+"/accept_dad", []byte("0"), 0o644)
 		if err := netlink.LinkSetUp(l); err != nil {
 			return err
 		}
@@ -305,34 +314,69 @@ func probe(bridge string, timeout time.Duration) Check {
 	})
 	if err != nil {
 		c.Detail = "setting up the probe port: " + err.Error()
-		return c
+		return checks()
 	}
 	defer pc.Close()
 	start := time.Now()
 	if err := bridgeport.WaitForwarding(host, timeout); err != nil {
 		c.Detail = err.Error()
 		c.Fix = fmt.Sprintf("ip link set %s type bridge forward_delay 200   (or stp_state 0)", bridge)
-		return c
+		return checks()
 	}
 	fwd := time.Since(start)
 	offers, err := pc.Probe(lease.Spec{Hostname: "lanwire-doctor", VendorClass: "lanwire-doctor"}, timeout)
 	if err != nil {
 		c.Detail = err.Error()
-		return c
+		return checks()
 	}
 	if len(offers) == 0 {
 		c.Detail = fmt.Sprintf("no DHCP server answered a DISCOVER on %s within %s", bridge, timeout)
 		c.Fix = "make sure a DHCP server is reachable through the bridge's uplink (is it running? is the uplink on the right LAN or VLAN?)"
+	} else {
+		c.OK = true
+		c.Offers = offers
+		var parts []string
+		for _, o := range offers {
+			parts = append(parts, fmt.Sprintf("%s offered %s, router %v, DNS %v, lease %s, after %s",
+				o.Server, o.Info.Address.String(), o.Info.Gateway, o.Info.DNS, o.Info.LeaseTime, o.Elapsed.Round(time.Millisecond)))
+		}
+		c.Detail = fmt.Sprintf("port forwarding after %s; %s", fwd.Round(time.Millisecond), strings.Join(parts, "; "))
+	}
+	if !ipv6 {
+		return checks()
+	}
+	return []Check{c, probe6(netns, peer, mac, bridge, timeout)}
+}
+
+// probe6 sends SOLICIT from the probe namespace's interface.
+func probe6(netns ns.NetNS, ifname string, mac net.HardwareAddr, bridge string, timeout time.Duration) Check {
+	c := Check{Name: "DHCPv6 probe"}
+	var pc *lease.ProbeConn6
+	var err error
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err = netns.Do(func(ns.NetNS) error {
+			var err error
+			pc, err = lease.OpenProbe6(ifname, mac)
+			return err
+		})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		c.Detail = "opening a DHCPv6 socket: " + err.Error()
+		return c
+	}
+	defer pc.Close()
+	offers, _ := pc.Probe(timeout)
+	if len(offers) == 0 {
+		c.Detail = fmt.Sprintf("no DHCPv6 server answered a SOLICIT on %s within %s", bridge, timeout)
+		c.Fix = "make sure a DHCPv6 server serves the LAN (or use \"ipv6\": \"slaac\" where the router only advertises a prefix)"
 		return c
 	}
 	c.OK = true
-	c.Offers = offers
-	var parts []string
-	for _, o := range offers {
-		parts = append(parts, fmt.Sprintf("%s offered %s, router %v, DNS %v, lease %s, after %s",
-			o.Server, o.Info.Address.String(), o.Info.Gateway, o.Info.DNS, o.Info.LeaseTime, o.Elapsed.Round(time.Millisecond)))
-	}
-	c.Detail = fmt.Sprintf("port forwarding after %s; %s", fwd.Round(time.Millisecond), strings.Join(parts, "; "))
+	o := offers[0]
+	c.Detail = fmt.Sprintf("server %s advertised %v, DNS %v, after %s", o.ServerDUID, o.Addresses, o.DNS, o.Elapsed.Round(time.Millisecond))
 	return c
 }
 

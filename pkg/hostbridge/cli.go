@@ -49,6 +49,7 @@ func DoctorMain(argv []string, out io.Writer) int {
 	sock := fs.String("socket", "", "the lease daemon's socket (default "+leaseapi.DefaultSocket+")")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long the DHCP probe waits for offers")
 	asJSON := fs.Bool("json", false, "print JSON")
+	ipv6 := fs.Bool("ipv6", false, "also probe for a DHCPv6 server (SOLICIT)")
 	if err := fs.Parse(argv); err != nil {
 		return 2
 	}
@@ -56,7 +57,7 @@ func DoctorMain(argv []string, out io.Writer) int {
 	if len(cniPath) == 0 {
 		cniPath = []string{"/opt/cni/bin"}
 	}
-	r := doctor.Run(doctor.Options{Bridge: *bridge, Conflist: *conflist, Socket: *sock, CNIPath: cniPath, Timeout: *timeout})
+	r := doctor.Run(doctor.Options{Bridge: *bridge, Conflist: *conflist, Socket: *sock, CNIPath: cniPath, Timeout: *timeout, IPv6: *ipv6})
 	if *asJSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")

@@ -93,8 +93,11 @@ func OpenRaw(ifname string, mac net.HardwareAddr, src net.IP) (*Conn, error) {
 	return &Conn{c: c, pc: conn, mac: mac}, nil
 }
 
-// OpenBound opens a client on a UDP socket bound to the leased address on
-// ifname, for unicast renewals, broadcast rebinds and releases.
+// OpenBound opens a client on a UDP socket on ifname for unicast renewals,
+// broadcast rebinds and releases, sent from the leased address addr (the
+// kernel picks it as the source). The socket is bound to 0.0.0.0:68, not to
+// addr: servers broadcast their NAKs, and a socket bound to a unicast
+// address never receives broadcasts.
 func OpenBound(ifname string, mac net.HardwareAddr, addr net.IP) (*Conn, error) {
 	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
@@ -112,9 +115,12 @@ func OpenBound(ifname string, mac net.HardwareAddr, addr net.IP) (*Conn, error) 
 		}
 		return serr
 	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", net.JoinHostPort(addr.String(), "68"))
+	if !hasAddr(ifname, addr) {
+		return nil, fmt.Errorf("%s does not hold %s", ifname, addr)
+	}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:68")
 	if err != nil {
-		return nil, fmt.Errorf("binding %s:68 on %s: %w", addr, ifname, err)
+		return nil, fmt.Errorf("binding port 68 on %s: %w", ifname, err)
 	}
 	c, err := nclient4.NewWithConn(pc, mac, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(1))
 	if err != nil {
@@ -267,4 +273,22 @@ func (c *Conn) Release(s Spec, addr, server net.IP) error {
 
 func (c *Conn) sendRaw(p *dhcpv4.DHCPv4, server net.IP) (int, error) {
 	return c.pc.WriteTo(p.ToBytes(), &net.UDPAddr{IP: server, Port: nclient4.ServerPort})
+}
+
+// hasAddr reports whether ifname holds addr (in the current netns).
+func hasAddr(ifname string, addr net.IP) bool {
+	ifc, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return false
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(addr) {
+			return true
+		}
+	}
+	return false
 }

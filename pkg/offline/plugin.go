@@ -121,7 +121,7 @@ func prevResult(c *Config) (*current.Result, error) {
 
 func firewallError(err error) error {
 	if errors.Is(err, chains.ErrLocked) {
-		return types.NewError(types.ErrTryAgainLater, "the firewall is busy: another process held the xtables lock", err.Error())
+		return types.NewError(types.ErrTryAgainLater, "the firewall is busy: another process held its lock; try again", err.Error())
 	}
 	return types.NewError(types.ErrInternal, "installing the offline-egress firewall", err.Error())
 }

@@ -85,7 +85,7 @@ func specs(c *Config, args *skel.CmdArgs, prev *current.Result) []Spec {
 
 func firewallError(err error) error {
 	if errors.Is(err, chains.ErrLocked) {
-		return types.NewError(types.ErrTryAgainLater, "the firewall is busy: another process held the xtables lock", err.Error())
+		return types.NewError(types.ErrTryAgainLater, "the firewall is busy: another process held its lock; try again", err.Error())
 	}
 	return types.NewError(types.ErrInternal, "changing the portmap-lite rules", err.Error())
 }
