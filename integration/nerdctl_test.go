@@ -97,15 +97,7 @@ func (n *nerdctlEnv) run(args ...string) (string, error) {
 func TestNerdctl(t *testing.T) {
 	t.Parallel()
 	g := newOfflineGround(t, "2m")
-	netDir := t.TempDir()
-	name := "nerdoff" + g.lan.ID
-	conflist := fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[
- {"type":"hostbridge-dhcp","bridge":%q,"daemonSocket":%q,"autoStartDaemon":false},
- {"type":"offline-egress","allow":[{"to":"host","ports":["8000/tcp"]}]},
- {"type":"portmap-lite","capabilities":{"portMappings":true}}]}`, name, g.lan.Bridge, g.d.Socket)
-	if err := os.WriteFile(filepath.Join(netDir, name+".conflist"), []byte(conflist), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	netDir, name := g.runtimeNetwork(t, "nerdoff")
 	n := newNerdctl(t, netDir)
 	ctr := "web" + g.lan.ID
 	// (nerdctl 1.7 refuses --mac-address for network types other than

@@ -358,3 +358,20 @@ func TestOfflinePublishedPort(t *testing.T) {
 		t.Errorf("CHECK of the whole chain: %v", err)
 	}
 }
+
+// runtimeNetwork writes, for a container runtime to read from netDir, the
+// offline chain of this ground (hostbridge-dhcp, offline-egress allowing the
+// host's 8000/tcp, portmap-lite) as network prefix+LAN ID.
+func (g *offlineGround) runtimeNetwork(t *testing.T, prefix string) (netDir, name string) {
+	t.Helper()
+	netDir = t.TempDir()
+	name = prefix + g.lan.ID
+	conflist := fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[
+ {"type":"hostbridge-dhcp","bridge":%q,"daemonSocket":%q,"autoStartDaemon":false},
+ {"type":"offline-egress","allow":[{"to":"host","ports":["8000/tcp"]}]},
+ {"type":"portmap-lite","capabilities":{"portMappings":true}}]}`, name, g.lan.Bridge, g.d.Socket)
+	if err := os.WriteFile(filepath.Join(netDir, name+".conflist"), []byte(conflist), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return netDir, name
+}

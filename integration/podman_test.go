@@ -75,15 +75,7 @@ func (p *podmanEnv) run(args ...string) (string, error) {
 func TestPodman(t *testing.T) {
 	t.Parallel()
 	g := newOfflineGround(t, "2m")
-	netDir := t.TempDir()
-	name := "podoff" + g.lan.ID
-	conflist := fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[
- {"type":"hostbridge-dhcp","bridge":%q,"daemonSocket":%q,"autoStartDaemon":false},
- {"type":"offline-egress","allow":[{"to":"host","ports":["8000/tcp"]}]},
- {"type":"portmap-lite","capabilities":{"portMappings":true}}]}`, name, g.lan.Bridge, g.d.Socket)
-	if err := os.WriteFile(filepath.Join(netDir, name+".conflist"), []byte(conflist), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	netDir, name := g.runtimeNetwork(t, "podoff")
 	p := newPodman(t, netDir)
 	ctr := "web" + g.lan.ID
 	out, err := p.run("run", "-d", "--name", ctr, "--network", name, "-p", "18690:80",

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/types"
 	"github.com/coreos/go-iptables/iptables"
 	"golang.org/x/sys/unix"
 )
@@ -509,4 +510,13 @@ func (t *Tables) RemoveStale(l Layout, stale func(comment string) bool) ([]strin
 		removed = append(removed, chain)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// Status is the CNI STATUS answer of a firewall plugin: nil when iptables
+// can be used, else error 50 (plugin not available) saying what to install.
+func Status(plugin string) error {
+	if _, err := Open(V4); err != nil {
+		return types.NewError(50, plugin+" cannot use iptables: install iptables", err.Error())
+	}
+	return nil
 }

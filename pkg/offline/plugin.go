@@ -305,8 +305,5 @@ func Status(args *skel.CmdArgs) error {
 	if _, err := Parse(args.StdinData); err != nil {
 		return err
 	}
-	if _, err := chains.Open(chains.V4); err != nil {
-		return types.NewError(50, "offline-egress cannot use iptables: install iptables", err.Error())
-	}
-	return nil
+	return chains.Status("offline-egress")
 }

@@ -450,8 +450,5 @@ func Status(args *skel.CmdArgs) error {
 	if _, err := Parse(args.StdinData); err != nil {
 		return err
 	}
-	if _, err := chains.Open(chains.V4); err != nil {
-		return types.NewError(50, "portmap-lite cannot use iptables: install iptables", err.Error())
-	}
-	return nil
+	return chains.Status("portmap-lite")
 }
