@@ -421,7 +421,15 @@ func Load(path string) (*LAN, error) {
 func (l *LAN) Close() error {
 	l.StopDHCP()
 	var errs []error
-	// Container namespaces by prefix: also those a crashed run left.
+	// Links first: deleting a namespace destroys its veth pairs
+	// asynchronously, so a host end seen a moment ago may be gone by the
+	// time it is deleted. A link that is gone is not an error.
+	for _, link := range []string{l.Uplink, l.Bridge} {
+		if err := run("ip", "link", "del", link); err != nil && exec.Command("ip", "link", "show", link).Run() == nil {
+			errs = append(errs, err)
+		}
+	}
+	// Container and LAN namespaces by prefix: also those a crashed run left.
 	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
 		for _, line := range strings.Split(string(out), "\n") {
 			f := strings.Fields(line)
@@ -429,13 +437,6 @@ func (l *LAN) Close() error {
 				if err := run("ip", "netns", "del", f[0]); err != nil {
 					errs = append(errs, err)
 				}
-			}
-		}
-	}
-	for _, link := range []string{l.Uplink, l.Bridge} {
-		if exec.Command("ip", "link", "show", link).Run() == nil {
-			if err := run("ip", "link", "del", link); err != nil {
-				errs = append(errs, err)
 			}
 		}
 	}
