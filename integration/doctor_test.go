@@ -160,7 +160,7 @@ func TestDoctor(t *testing.T) {
 	})
 	// Nothing of the probes is left.
 	for _, name := range links(t, "") {
-		if strings.HasPrefix(name, "lwd") {
+		if strings.HasPrefix(name, "lwdp") {
 			t.Errorf("probe link %s left behind", name)
 		}
 	}

@@ -276,7 +276,7 @@ func probe(bridge string, timeout time.Duration, ipv6 bool) []Check {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	id := hex.EncodeToString(b)
-	host, peer := "lwd"+id, "lwe"+id
+	host, peer := "lwdp"+id, "lwdq"+id // never a container veth: p, q are not hex
 	mac := net.HardwareAddr{0x02, 0x4c, 0x57, b[0], b[1], b[2]}
 	netns, err := ns.TempNetNS()
 	if err != nil {
