@@ -520,3 +520,12 @@ func Status(plugin string) error {
 	}
 	return nil
 }
+
+// CNIError turns a firewall failure into CNI error JSON: ErrLocked is
+// error 11 (try again later), anything else 999 with action as context.
+func CNIError(action string, err error) error {
+	if errors.Is(err, ErrLocked) {
+		return types.NewError(types.ErrTryAgainLater, "the firewall is busy: another process held its lock; try again", err.Error())
+	}
+	return types.NewError(types.ErrInternal, action, err.Error())
+}

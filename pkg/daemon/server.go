@@ -338,7 +338,7 @@ func (s *Server) release(k lease.Key) leaseapi.Response {
 	if err := s.store.Delete(k); err != nil {
 		return leaseapi.Response{Error: &leaseapi.Error{Code: 999, Msg: err.Error()}}
 	}
-	s.log.Printf("%s: released %s", k, h.rec.Info.Address.IP)
+	s.log.Printf("%s: released %s", k, h.snapshot().Info.Address.IP)
 	return leaseapi.Response{Removed: []string{k.String()}}
 }
 
@@ -387,9 +387,10 @@ func (s *Server) pollNamespaces(ctx context.Context) {
 		}
 		s.mu.Unlock()
 		for _, h := range hs {
-			if !netnsAlive(h.rec.Spec.Netns, h.rec.NetnsIno) {
-				s.log.Printf("%s: netns %s is gone; releasing", h.rec.Key, h.rec.Spec.Netns)
-				s.release(h.rec.Key)
+			rec := h.snapshot() // renewals rewrite the record concurrently
+			if !netnsAlive(rec.Spec.Netns, rec.NetnsIno) {
+				s.log.Printf("%s: netns %s is gone; releasing", rec.Key, rec.Spec.Netns)
+				s.release(rec.Key)
 			}
 		}
 	}

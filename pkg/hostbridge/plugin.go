@@ -219,7 +219,13 @@ func Del(args *skel.CmdArgs) error {
 	key := keyOf(c, args)
 	var errs []error
 	_, err = call(c.DaemonSocket, 10*time.Second, leaseapi.Request{Method: leaseapi.MethodRelease, Key: key})
-	if err != nil {
+	switch {
+	case err == nil:
+	case !errors.Is(err, leaseapi.ErrUnreachable):
+		// The daemon answered but could not release: say so (after the
+		// links are gone) rather than queue a second release.
+		errs = append(errs, fmt.Errorf("the lease daemon could not release %s: %w", key, err))
+	default:
 		cargs, _ := parseArgs(args.Args)
 		mac, merr := macFor(c, args, cargs)
 		p := leasestore.Pending{Key: key, Bridge: c.Bridge, Queued: time.Now()}

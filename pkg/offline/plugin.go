@@ -1,7 +1,6 @@
 package offline
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -120,10 +119,7 @@ func prevResult(c *Config) (*current.Result, error) {
 }
 
 func firewallError(err error) error {
-	if errors.Is(err, chains.ErrLocked) {
-		return types.NewError(types.ErrTryAgainLater, "the firewall is busy: another process held its lock; try again", err.Error())
-	}
-	return types.NewError(types.ErrInternal, "installing the offline-egress firewall", err.Error())
+	return chains.CNIError("installing the offline-egress firewall", err)
 }
 
 // Add installs the container's firewall and passes prevResult on, with the

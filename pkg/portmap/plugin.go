@@ -3,7 +3,6 @@ package portmap
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -83,12 +82,7 @@ func specs(c *Config, args *skel.CmdArgs, prev *current.Result) []Spec {
 	return out
 }
 
-func firewallError(err error) error {
-	if errors.Is(err, chains.ErrLocked) {
-		return types.NewError(types.ErrTryAgainLater, "the firewall is busy: another process held its lock; try again", err.Error())
-	}
-	return types.NewError(types.ErrInternal, "changing the portmap-lite rules", err.Error())
-}
+func firewallError(err error) error { return chains.CNIError("changing the portmap-lite rules", err) }
 
 func prevResult(c *Config) (*current.Result, error) {
 	if c.PrevResult == nil {

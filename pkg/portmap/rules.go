@@ -50,7 +50,8 @@ func (m Mapping) ip() net.IP {
 	return net.ParseIP(m.HostIP)
 }
 
-// Family returns the families the mapping applies to.
+// applies reports whether the mapping is published over family f (a
+// mapping without hostIP is published over both).
 func (m Mapping) applies(f chains.Family) bool {
 	ip := m.ip()
 	return ip == nil || (ip.To4() != nil) == (f == chains.V4)
