@@ -25,7 +25,7 @@ APT_BASE    := iptables dnsmasq-base conntrack iproute2 procps busybox-static
 APT_TEST    := podman runc containerd
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build install test deps deps-base apt-install unit integration bench fuzz demo demo-clean vet fmt clean
+.PHONY: all build install test deps deps-base apt-install unit integration test-faults bench fuzz demo demo-clean vet fmt clean
 
 all: build
 
@@ -80,6 +80,14 @@ integration: build
 		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./integration/... 2>&1 | tee integration.log
 
 test: deps vet unit integration
+
+# test-faults runs only the reliability suite (faults, load, hostile input);
+# `make test` runs it too, as part of the integration tests.
+FAULT_TESTS = TestDaemonKillRestart|TestServerOutage|TestRangeMove|TestHostileDHCPServer|TestStateDirFullOrReadOnly|TestNetnsVanishCycles|TestChurnFullChain|TestLockHeldFailsTryAgain|TestDaemonAPIHostile|TestSocketPermissions
+test-faults: deps build
+	@test "$$(id -u)" = 0 || { echo "the fault tests need root (network namespaces, bridges, iptables)"; exit 1; }
+	CNITOOL=$(GOBIN)/cnitool LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) \
+		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v -run '^($(FAULT_TESTS))$$' ./integration/
 
 # bench measures lanwire and the upstream plugins (built at UPSTREAM_VERSION)
 # in the same run on a test LAN: latency, growth, parallel ADDs, daemon

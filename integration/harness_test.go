@@ -127,10 +127,17 @@ type daemonProc struct {
 	cmd      *exec.Cmd
 }
 
-func startDaemon(t testing.TB) *daemonProc {
+func startDaemon(t testing.TB) *daemonProc { t.Helper(); return startDaemonIn(t, "") }
+
+// startDaemonIn starts a daemon keeping its leases in stateDir (a fresh
+// directory when empty).
+func startDaemonIn(t testing.TB, stateDir string) *daemonProc {
 	t.Helper()
 	dir := t.TempDir()
-	d := &daemonProc{t: t, Socket: filepath.Join(dir, "run", "hb.sock"), StateDir: filepath.Join(dir, "state"), LogPath: filepath.Join(dir, "daemon.log")}
+	if stateDir == "" {
+		stateDir = filepath.Join(dir, "state")
+	}
+	d := &daemonProc{t: t, Socket: filepath.Join(dir, "run", "hb.sock"), StateDir: stateDir, LogPath: filepath.Join(dir, "daemon.log")}
 	d.Start()
 	t.Cleanup(func() {
 		d.Stop()

@@ -248,7 +248,7 @@ func TestRenewAtT1(t *testing.T) {
 	}
 }
 
-// 5. kill -9 of the daemon holding 10 leases, then a restart: all 10 reloaded
+// 5. kill -9 of the daemon holding 50 leases, then a restart: all 50 reloaded
 // with the same addresses, listed by `hostbridge-dhcp leases`, and renewed
 // at T1 afterwards.
 func TestDaemonKillRestart(t *testing.T) {
@@ -259,7 +259,7 @@ func TestDaemonKillRestart(t *testing.T) {
 	l := newLAN(t, testlan.Options{LeaseTime: "2m"})
 	d := startDaemon(t)
 	n := newNetwork(t, l, d, nil)
-	const count = 10
+	const count = 50
 	want := map[string]string{} // container ID -> address
 	var as []attach
 	for i := 0; i < count; i++ {
@@ -296,7 +296,7 @@ func TestDaemonKillRestart(t *testing.T) {
 	// Each is renewed at T1 (60 s after its ADD), after the restart, with
 	// no new DISCOVER.
 	discovers := strings.Count(l.Log(), "DHCPDISCOVER(")
-	waitFor(t, 80*time.Second, "renewal of all 10 leases after the restart", func() bool {
+	waitFor(t, 80*time.Second, fmt.Sprintf("renewal of all %d leases after the restart", count), func() bool {
 		for _, ls := range d.Leases() {
 			if ls.Acquired.Before(restarted) {
 				return false

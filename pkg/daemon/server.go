@@ -336,7 +336,10 @@ func (s *Server) release(k lease.Key) leaseapi.Response {
 	h.stop()
 	h.sendRelease()
 	if err := s.store.Delete(k); err != nil {
-		return leaseapi.Response{Error: &leaseapi.Error{Code: 999, Msg: err.Error()}}
+		// The lease is released and forgotten; a record left behind (a
+		// read-only state directory) is dropped at the next start, when
+		// its netns is found gone.
+		s.log.Printf("%s: %v", k, err)
 	}
 	s.log.Printf("%s: released %s", k, h.snapshot().Info.Address.IP)
 	return leaseapi.Response{Removed: []string{k.String()}}

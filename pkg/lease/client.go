@@ -170,12 +170,12 @@ func (c *Conn) acquireOnce(ctx context.Context, mods []dhcpv4.Modifier, want net
 	if err != nil {
 		return nil, fmt.Errorf("building DISCOVER: %w", err)
 	}
-	offer, err := c.sendWait(ctx, disc, wait, nclient4.IsMessageType(dhcpv4.MessageTypeOffer))
+	// An unusable offer (no server ID, a broadcast address...) is skipped,
+	// not taken as the answer: another server, or a later packet, may
+	// still send a good one.
+	offer, err := c.sendWait(ctx, disc, wait, nclient4.IsAll(nclient4.IsMessageType(dhcpv4.MessageTypeOffer), usable))
 	if err != nil {
 		return nil, err
-	}
-	if _, err := FromACK(offer); err != nil {
-		return nil, fmt.Errorf("ignoring offer: %w", err)
 	}
 	req, err := dhcpv4.NewRequestFromOffer(offer, append(mods, dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize)))...)
 	if err != nil {
@@ -187,11 +187,28 @@ func (c *Conn) acquireOnce(ctx context.Context, mods []dhcpv4.Modifier, want net
 	req.UpdateOption(dhcpv4.OptServerIdentifier(offer.ServerIdentifier()))
 	ack, err := c.sendWait(ctx, req, wait, nclient4.IsAll(
 		nclient4.IsCorrectServer(offer.ServerIdentifier()),
-		nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak)))
+		nakOrUsable))
 	if err != nil {
 		return nil, err
 	}
 	return checkReply(ack)
+}
+
+// usable matches replies whose lease FromACK accepts.
+func usable(p *dhcpv4.DHCPv4) bool {
+	_, err := FromACK(p)
+	return err == nil
+}
+
+// nakOrUsable matches a NAK or an ACK with a usable lease.
+func nakOrUsable(p *dhcpv4.DHCPv4) bool {
+	switch p.MessageType() {
+	case dhcpv4.MessageTypeNak:
+		return true
+	case dhcpv4.MessageTypeAck:
+		return usable(p)
+	}
+	return false
 }
 
 func checkReply(ack *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, error) {
@@ -241,7 +258,7 @@ func (c *Conn) Extend(ctx context.Context, s Spec, addr, server net.IP) (*dhcpv4
 	if server != nil {
 		dst.IP = server
 	}
-	ack, err := c.sendTo(ctx, dst, req, 2*time.Second, nclient4.IsMessageType(dhcpv4.MessageTypeAck, dhcpv4.MessageTypeNak))
+	ack, err := c.sendTo(ctx, dst, req, 2*time.Second, nakOrUsable)
 	if err != nil {
 		return nil, err
 	}
