@@ -28,7 +28,15 @@ type offlineGround struct {
 
 func newOfflineGround(t *testing.T, lease string) *offlineGround {
 	t.Helper()
-	l := newLAN(t, testlan.Options{HostIP: true, LeaseTime: lease})
+	return newOfflineGroundWith(t, testlan.Options{HostIP: true, LeaseTime: lease})
+}
+
+// newOfflineGroundWith builds the ground on a LAN made with opts (HostIP is
+// always set).
+func newOfflineGroundWith(t *testing.T, opts testlan.Options) *offlineGround {
+	t.Helper()
+	opts.HostIP = true
+	l := newLAN(t, opts)
 	g := &offlineGround{lan: l, d: startDaemon(t)}
 	inet := filepath.Join("/var/run/netns", l.InetNS)
 	lanNS := filepath.Join("/var/run/netns", l.LANNS)

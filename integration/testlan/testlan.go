@@ -36,7 +36,8 @@ type Options struct {
 	// prefix, so containers configure themselves with SLAAC.
 	RA bool
 	// DHCPv6 makes dnsmasq hand out addresses of the LAN's IPv6 prefix
-	// (::100 to ::1ff) over DHCPv6.
+	// (::100 to ::1ff) over DHCPv6. With RA too, the advertisements carry
+	// the M flag and an autonomous prefix (DHCPv6 and SLAAC both work).
 	DHCPv6 bool
 	// Wide makes the LAN a /20 whose DHCP range holds about 3,500
 	// addresses (for benchmarks with many containers); else a /24 with
@@ -202,6 +203,9 @@ func (l *LAN) build() error {
 		{"ip", "-n", l.LANNS, "link", "set", "lo", "up"},
 		{"ip", "-n", l.LANNS, "addr", "add", fmt.Sprintf("%s/%d", l.Router, ones), "dev", "eth0"},
 		{"ip", "-n", l.LANNS, "addr", "add", l.Router6 + "/64", "dev", "eth0", "nodad"},
+		// The router's link-local address usable at once, so its first
+		// router advertisements are not held back by DAD.
+		{"ip", "netns", "exec", l.LANNS, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"},
 		{"ip", "-n", l.LANNS, "link", "set", "eth0", "up"},
 		{"ip", "-n", l.LANNS, "link", "add", "wan0", "type", "veth", "peer", "name", "eth0", "netns", l.InetNS},
 		{"ip", "-n", l.LANNS, "addr", "add", internetRouter + "/24", "dev", "wan0"},
@@ -254,11 +258,15 @@ func (l *LAN) StartDHCP() error {
 	if l.opts.Wide {
 		args = append(args, "--dhcp-lease-max=4000")
 	}
-	if l.opts.DHCPv6 {
-		p := strings.TrimSuffix(l.Subnet6, "::/64")
-		args = append(args, "--dhcp-range="+p+"::100,"+p+"::1ff,64,"+l.opts.LeaseTime)
-	}
-	if l.opts.RA {
+	p6 := strings.TrimSuffix(l.Subnet6, "::/64")
+	switch {
+	case l.opts.DHCPv6 && l.opts.RA:
+		// Advertisements with both the M flag and an autonomous prefix:
+		// containers can take a DHCPv6 address, a SLAAC one, or both.
+		args = append(args, "--enable-ra", "--dhcp-range="+p6+"::100,"+p6+"::1ff,slaac,64,"+l.opts.LeaseTime)
+	case l.opts.DHCPv6:
+		args = append(args, "--dhcp-range="+p6+"::100,"+p6+"::1ff,64,"+l.opts.LeaseTime)
+	case l.opts.RA:
 		args = append(args, "--enable-ra", "--dhcp-range=::,constructor:eth0,ra-only,64,2m")
 	}
 	args = append(args, l.opts.DnsmasqArgs...)

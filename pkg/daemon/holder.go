@@ -22,9 +22,10 @@ import (
 type holder struct {
 	s *Server
 
-	mu      sync.Mutex
-	rec     leasestore.Record
-	removed bool // the address was taken off at expiry
+	mu       sync.Mutex
+	rec      leasestore.Record
+	removed  bool // the address was taken off at expiry
+	removed6 bool // the same for the DHCPv6 address
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -49,13 +50,19 @@ func (h *holder) view() leaseapi.Lease {
 	defer h.mu.Unlock()
 	r := h.rec
 	now := time.Now()
-	return leaseapi.Lease{
+	v := leaseapi.Lease{
 		Key: r.Key, Spec: r.Spec, Info: r.Info,
 		Phase:       r.Info.PhaseAt(r.Acquired, now),
 		Acquired:    r.Acquired,
 		Expiry:      r.Acquired.Add(r.Info.LeaseTime),
 		NextRenewal: r.Info.NextAttempt(r.Acquired, now, h.s.cfg.MinRetry),
 	}
+	if r.Info6 != nil {
+		i6 := *r.Info6
+		acq, exp, next := r.Acquired6, r.Acquired6.Add(i6.Valid), i6.NextAttempt(r.Acquired6, now, h.s.cfg.MinRetry)
+		v.Info6, v.Phase6, v.Acquired6, v.Expiry6, v.NextRenewal6 = &i6, i6.PhaseAt(acq, now), &acq, &exp, &next
+	}
+	return v
 }
 
 func (h *holder) snapshot() leasestore.Record {
@@ -71,12 +78,24 @@ func (h *holder) isRemoved() bool {
 	return h.removed
 }
 
+// isRemoved6 reports whether the DHCPv6 address was taken off at expiry.
+func (h *holder) isRemoved6() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.removed6
+}
+
 func (h *holder) run() {
 	defer close(h.done)
 	for {
 		rec := h.snapshot()
 		now := time.Now()
 		next := rec.Info.NextAttempt(rec.Acquired, now, h.s.cfg.MinRetry)
+		if rec.Info6 != nil {
+			if n6 := rec.Info6.NextAttempt(rec.Acquired6, now, h.s.cfg.MinRetry); n6.Before(next) {
+				next = n6
+			}
+		}
 		t := time.NewTimer(time.Until(next))
 		select {
 		case <-h.ctx.Done():
@@ -85,6 +104,7 @@ func (h *holder) run() {
 		case <-t.C:
 		}
 		h.step()
+		h.step6()
 	}
 }
 
@@ -209,12 +229,11 @@ func (h *holder) adopt(old leasestore.Record, ack *dhcpv4.DHCPv4, how string) bo
 		}
 		h.s.log.Printf("%s: address now %s via %v (was %s)", old.Key, info.Address.String(), info.Gateway, old.Info.Address.String())
 	}
-	rec := old
-	rec.Info = info
-	rec.Acquired = time.Now()
 	h.mu.Lock()
-	h.rec = rec
+	h.rec.Info = info
+	h.rec.Acquired = time.Now()
 	h.removed = false
+	rec := h.rec
 	h.mu.Unlock()
 	if err := h.s.store.Save(rec); err != nil {
 		h.s.log.Printf("%s: %v (the lease is held in memory)", rec.Key, err)
@@ -248,34 +267,50 @@ func (h *holder) expire(rec leasestore.Record) {
 	h.mu.Unlock()
 }
 
-// sendRelease sends RELEASE from the leased address inside the netns, or,
-// when the netns or its link is gone, from a throw-away port on the bridge.
+// sendRelease sends RELEASE (and the DHCPv6 one) from the leased address
+// inside the netns, or, when the netns or its link is gone, from a
+// throw-away port on the bridge.
 func (h *holder) sendRelease() {
 	rec := h.snapshot()
-	if h.isRemoved() {
-		return // expired: the server no longer holds it for us
-	}
+	v4 := !h.isRemoved()
+	v6 := rec.Info6 != nil && !h.isRemoved6()
 	mac, err := rec.Spec.HardwareAddr()
 	if err != nil {
 		return
 	}
-	var conn *lease.Conn
-	err = h.inNetns(rec, func() error {
-		var err error
-		conn, err = lease.OpenBound(rec.Spec.IfName, mac, rec.Info.Address.IP)
-		if err != nil {
-			conn, err = lease.OpenRaw(rec.Spec.IfName, mac, rec.Info.Address.IP)
-		}
-		return err
-	})
-	if err == nil {
-		err = conn.Release(rec.Spec, rec.Info.Address.IP, rec.Info.ServerID)
-		conn.Close()
+	if v4 {
+		var conn *lease.Conn
+		err = h.inNetns(rec, func() error {
+			var err error
+			conn, err = lease.OpenBound(rec.Spec.IfName, mac, rec.Info.Address.IP)
+			if err != nil {
+				conn, err = lease.OpenRaw(rec.Spec.IfName, mac, rec.Info.Address.IP)
+			}
+			return err
+		})
 		if err == nil {
-			return
+			err = conn.Release(rec.Spec, rec.Info.Address.IP, rec.Info.ServerID)
+			conn.Close()
+			v4 = err != nil
 		}
 	}
-	if err := releaseViaBridge(rec); err != nil {
+	if v6 {
+		var conn *lease.Conn6
+		err = h.inNetns(rec, func() error {
+			var err error
+			conn, err = lease.OpenConn6(rec.Spec.IfName, mac, 0)
+			return err
+		})
+		if err == nil {
+			err = conn.Release6(rec.Spec, *rec.Info6)
+			conn.Close()
+			v6 = err != nil
+		}
+	}
+	if !v4 && !v6 {
+		return
+	}
+	if err := releaseViaBridge(rec, v4, v6); err != nil {
 		h.s.log.Printf("%s: could not send RELEASE for %s: %v", rec.Key, rec.Info.Address.IP, err)
 	}
 }
@@ -315,10 +350,11 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 		s.mu.Unlock()
 		return fail(11, fmt.Sprintf("a lease for %s is already being acquired", k), nil)
 	}
-	want := spec.RequestIP
+	want, want6 := spec.RequestIP, spec.RequestIP6
 	if h := s.leases[k]; h != nil {
 		rec := h.snapshot()
-		if rec.NetnsIno == ino && rec.Spec.MAC == spec.MAC && rec.Spec.IfName == spec.IfName && !h.isRemoved() {
+		if rec.NetnsIno == ino && rec.Spec.MAC == spec.MAC && rec.Spec.IfName == spec.IfName && !h.isRemoved() &&
+			rec.Spec.DHCPv6 == spec.DHCPv6 && (!spec.DHCPv6 || !h.isRemoved6()) {
 			s.mu.Unlock()
 			v := h.view()
 			return leaseapi.Response{Lease: &v}
@@ -331,6 +367,9 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 		if want == nil {
 			want = rec.Info.Address.IP
 		}
+		if rec.Info6 != nil && want6 == nil {
+			want6 = rec.Info6.Address
+		}
 		s.mu.Lock()
 	}
 	s.acquiring[k] = true
@@ -341,6 +380,15 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 		s.mu.Unlock()
 	}()
 
+	actx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// DHCPv6 runs beside DHCPv4, in its own goroutine.
+	got6 := make(chan acquired6, 1)
+	if spec.DHCPv6 {
+		go func() { got6 <- acquire6(actx, spec, mac, want6) }()
+	} else {
+		close(got6)
+	}
 	var conn *lease.Conn
 	err = ns.WithNetNSPath(spec.Netns, func(ns.NetNS) error {
 		var err error
@@ -348,21 +396,33 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 		return err
 	})
 	if err != nil {
+		cancel()
+		releaseOrphan6(spec, <-got6)
 		return fail(999, fmt.Sprintf("opening a DHCP socket on %s in %s", spec.IfName, spec.Netns), err)
 	}
-	actx, cancel := context.WithTimeout(ctx, timeout)
 	ack, err := conn.Acquire(actx, spec, want)
-	cancel()
 	conn.Close()
 	if err != nil {
+		cancel()
+		releaseOrphan6(spec, <-got6)
 		return fail(11, fmt.Sprintf("no DHCP lease on bridge %s within %s", spec.Bridge, timeout),
 			fmt.Errorf("%v; check that the bridge has an uplink to the LAN with a DHCP server, that STP's forward delay is not holding new ports, and that with net.bridge.bridge-nf-call-iptables=1 the FORWARD chain accepts the bridge's traffic (see `hostbridge-dhcp doctor`)", err))
 	}
 	info, err := lease.FromACK(ack)
 	if err != nil {
+		releaseOrphan6(spec, <-got6)
 		return fail(999, "server sent an unusable lease", err)
 	}
 	rec := leasestore.Record{Key: k, Spec: spec, Info: info, Acquired: time.Now(), NetnsIno: ino}
+	if spec.DHCPv6 {
+		r6 := <-got6
+		if r6.err != nil {
+			newHolder(s, rec).sendRelease()
+			return fail(11, fmt.Sprintf("no DHCPv6 lease on bridge %s within %s", spec.Bridge, timeout),
+				fmt.Errorf("%v; check that the LAN has a DHCPv6 server handing out addresses (dnsmasq: --dhcp-range=::100,::1ff,64), or use \"ipv6\": \"slaac\" on a LAN with router advertisements only", r6.err))
+		}
+		rec.Info6, rec.Acquired6 = &r6.info, r6.at
+	}
 	if err := s.store.Save(rec); err != nil {
 		h := newHolder(s, rec)
 		h.sendRelease()
@@ -374,6 +434,59 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 	s.mu.Unlock()
 	h.start()
 	s.log.Printf("%s: acquired %s from %s (lease %s)", k, info.Address.String(), info.ServerID, info.LeaseTime)
+	if rec.Info6 != nil {
+		s.log.Printf("%s: acquired %s over DHCPv6 (valid %s)", k, rec.Info6.Address, rec.Info6.Valid)
+	}
 	v := h.view()
 	return leaseapi.Response{Lease: &v}
+}
+
+// acquired6 is the outcome of a first DHCPv6 exchange.
+type acquired6 struct {
+	info lease.Info6
+	at   time.Time
+	err  error
+}
+
+// acquire6 obtains a first DHCPv6 lease in spec's netns, asking for want.
+func acquire6(ctx context.Context, spec lease.Spec, mac net.HardwareAddr, want net.IP) acquired6 {
+	var conn *lease.Conn6
+	err := ns.WithNetNSPath(spec.Netns, func(ns.NetNS) error {
+		var err error
+		conn, err = lease.OpenConn6(spec.IfName, mac, 3*time.Second)
+		return err
+	})
+	if err != nil {
+		return acquired6{err: err}
+	}
+	defer conn.Close()
+	reply, err := conn.Acquire6(ctx, spec, want)
+	if errors.Is(err, lease.ErrNoOffer) {
+		err = errors.New("no DHCPv6 server answered SOLICIT with a usable address")
+	}
+	if err != nil {
+		return acquired6{err: err}
+	}
+	info, err := lease.FromReply(reply, spec.IAID())
+	return acquired6{info: info, at: time.Now(), err: err}
+}
+
+// releaseOrphan6 releases a DHCPv6 lease obtained for an ADD that failed
+// on the IPv4 side.
+func releaseOrphan6(spec lease.Spec, r acquired6) {
+	if r.err != nil || r.info.Address == nil {
+		return
+	}
+	mac, err := spec.HardwareAddr()
+	if err != nil {
+		return
+	}
+	_ = ns.WithNetNSPath(spec.Netns, func(ns.NetNS) error {
+		conn, err := lease.OpenConn6(spec.IfName, mac, 0)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		return conn.Release6(spec, r.info)
+	})
 }

@@ -2,6 +2,7 @@ package hostbridge
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -112,6 +113,12 @@ func PrintLeases(out io.Writer, ls []leaseapi.Lease, now time.Time) {
 	for _, l := range ls {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Key, l.Info.Address.String(), l.Spec.MAC, l.Info.ServerID,
 			l.Phase, rel(l.Expiry, now), rel(l.NextRenewal, now))
+		if i6 := l.Info6; i6 != nil && l.Expiry6 != nil && l.NextRenewal6 != nil {
+			// The DHCPv6 lease on a row of its own; SERVER is the server's DUID.
+			p := i6.Prefix()
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Key, p.String(), l.Spec.MAC, hex.EncodeToString(i6.ServerID),
+				l.Phase6, rel(*l.Expiry6, now), rel(*l.NextRenewal6, now))
+		}
 	}
 	tw.Flush()
 	if len(ls) == 0 {

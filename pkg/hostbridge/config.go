@@ -142,7 +142,16 @@ func optionCode(s string) (uint8, error) {
 const (
 	DefaultLeaseTimeout = 20 * time.Second
 	IPv6Off             = "off"
+	IPv6DHCPv6          = "dhcpv6"
+	IPv6SLAAC           = "slaac"
+	IPv6Auto            = "auto"
 )
+
+// WantsDHCPv6 reports whether the ipv6 mode takes a DHCPv6 (IA_NA) lease.
+func (c *Config) WantsDHCPv6() bool { return c.IPv6 == IPv6DHCPv6 || c.IPv6 == IPv6Auto }
+
+// WantsSLAAC reports whether the ipv6 mode takes a SLAAC address.
+func (c *Config) WantsSLAAC() bool { return c.IPv6 == IPv6SLAAC || c.IPv6 == IPv6Auto }
 
 // Parse decodes and checks a plugin config. Every failure is a *types.Error
 // with code 7 and a message that says what to fix.
@@ -167,9 +176,7 @@ func Parse(stdin []byte) (*Config, error) {
 	switch c.IPv6 {
 	case "":
 		c.IPv6 = IPv6Off
-	case IPv6Off:
-	case "dhcpv6", "slaac", "auto":
-		return nil, invalid("\"ipv6\": %q is not supported yet by this version; use \"off\"", c.IPv6)
+	case IPv6Off, IPv6DHCPv6, IPv6SLAAC, IPv6Auto:
 	default:
 		return nil, invalid("\"ipv6\" must be \"off\", \"dhcpv6\", \"slaac\" or \"auto\", got %q", c.IPv6)
 	}
@@ -229,8 +236,12 @@ func Parse(stdin []byte) (*Config, error) {
 		}
 	}
 	for _, ip := range c.RuntimeConfig.IPs {
-		if _, err := parseIP(ip); err != nil {
+		addr, err := parseAnyIP(ip)
+		if err != nil {
 			return nil, invalid("runtimeConfig \"ips\": %v", err)
+		}
+		if addr.To4() == nil && !c.WantsDHCPv6() {
+			return nil, invalid("runtimeConfig \"ips\": %s is an IPv6 address, which only a DHCPv6 lease can ask for: set \"ipv6\" to \"dhcpv6\" or \"auto\"", ip)
 		}
 	}
 	if c.RawPrevResult != nil {
@@ -272,8 +283,8 @@ func parseMAC(s string) (net.HardwareAddr, error) {
 	return mac, nil
 }
 
-// parseIP accepts "10.0.0.5" or "10.0.0.5/24" and returns the IPv4 address.
-func parseIP(s string) (net.IP, error) {
+// parseAnyIP accepts an address with or without a prefix length.
+func parseAnyIP(s string) (net.IP, error) {
 	ip := net.ParseIP(s)
 	if ip == nil {
 		var err error
@@ -282,10 +293,22 @@ func parseIP(s string) (net.IP, error) {
 			return nil, fmt.Errorf("%q is not an IP address", s)
 		}
 	}
-	if ip.To4() == nil {
-		return nil, fmt.Errorf("%q is not an IPv4 address (IPv6 requests are not supported yet)", s)
+	if ip4 := ip.To4(); ip4 != nil {
+		return ip4, nil
 	}
-	return ip.To4(), nil
+	return ip, nil
+}
+
+// parseIP accepts "10.0.0.5" or "10.0.0.5/24" and returns the IPv4 address.
+func parseIP(s string) (net.IP, error) {
+	ip, err := parseAnyIP(s)
+	if err != nil {
+		return nil, err
+	}
+	if ip.To4() == nil {
+		return nil, fmt.Errorf("%q is not an IPv4 address (CNI_ARGS IP= asks DHCPv4 for an address; ask for an IPv6 one with the ips capability)", s)
+	}
+	return ip, nil
 }
 
 // DeriveMAC returns the MAC a container gets when none is given: stable for

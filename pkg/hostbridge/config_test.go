@@ -31,7 +31,6 @@ func TestParseErrors(t *testing.T) {
 		{"no bridge", `{` + base + `}`, "\"bridge\" is required"},
 		{"bridge type", `{` + base + `,"bridge":1}`, "bridge"},
 		{"ipv6 mode", `{` + base + `,"bridge":"br0","ipv6":"maybe"}`, "\"ipv6\" must be"},
-		{"ipv6 later", `{` + base + `,"bridge":"br0","ipv6":"dhcpv6"}`, "not supported yet"},
 		{"duration", `{` + base + `,"bridge":"br0","leaseTimeout":"5 sec"}`, "bad duration"},
 		{"duration range", `{` + base + `,"bridge":"br0","leaseTimeout":"1h"}`, "out of range"},
 		{"mtu", `{` + base + `,"bridge":"br0","mtu":70000}`, "mtu"},
@@ -40,7 +39,7 @@ func TestParseErrors(t *testing.T) {
 		{"request option name", `{` + base + `,"bridge":"br0","requestOptions":["nope"]}`, "unknown DHCP option"},
 		{"request option fraction", `{` + base + `,"bridge":"br0","requestOptions":[1.5]}`, "out of range"},
 		{"mac", `{` + base + `,"bridge":"br0","runtimeConfig":{"mac":"00:00:00:00:00:00"}}`, "zero MAC"},
-		{"ip v6", `{` + base + `,"bridge":"br0","runtimeConfig":{"ips":["fd00::5"]}}`, "not an IPv4"},
+		{"ip v6", `{` + base + `,"bridge":"br0","runtimeConfig":{"ips":["fd00::5"]}}`, "only a DHCPv6 lease can ask for"},
 		{"send option twice", `{` + base + `,"bridge":"br0","sendOptions":{"user-class":"a","77":"b"}}`, "given twice"},
 		{"client id", `{` + base + `,"bridge":"br0","clientID":"` + strings.Repeat("x", 300) + `"}`, "longer than 250"},
 	}
@@ -130,5 +129,28 @@ func TestDeriveMAC(t *testing.T) {
 	}
 	if a[0]&1 != 0 || a[0]&2 == 0 {
 		t.Errorf("%s is not a locally administered unicast MAC", a)
+	}
+}
+
+func TestParseIPv6Modes(t *testing.T) {
+	base := `{"cniVersion":"1.1.0","name":"lan","type":"hostbridge-dhcp","bridge":"br0"`
+	for _, tc := range []struct {
+		conf         string
+		dhcp6, slaac bool
+	}{
+		{base + `}`, false, false},
+		{base + `,"ipv6":"off"}`, false, false},
+		{base + `,"ipv6":"dhcpv6"}`, true, false},
+		{base + `,"ipv6":"slaac"}`, false, true},
+		{base + `,"ipv6":"auto"}`, true, true},
+		{base + `,"ipv6":"dhcpv6","runtimeConfig":{"ips":["10.0.0.5","fd00::5/64"]}}`, true, false},
+	} {
+		c, err := Parse([]byte(tc.conf))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.conf, err)
+		}
+		if c.WantsDHCPv6() != tc.dhcp6 || c.WantsSLAAC() != tc.slaac {
+			t.Errorf("%s: DHCPv6 %v SLAAC %v, want %v %v", tc.conf, c.WantsDHCPv6(), c.WantsSLAAC(), tc.dhcp6, tc.slaac)
+		}
 	}
 }

@@ -81,6 +81,7 @@ func Add(args *skel.CmdArgs) error {
 		mtu = br.Attrs().MTU
 	}
 	mac, _ := net.ParseMAC(spec.MAC)
+	start := time.Now()
 
 	// The FORWARD rule check (iptables processes) runs while the veth is made.
 	fwd := make(chan error, 1)
@@ -88,7 +89,8 @@ func Add(args *skel.CmdArgs) error {
 
 	undo := &rollback{}
 	defer undo.run()
-	links, err := setupVeth(vethOpts{HostName: hostVethName(key), ContName: args.IfName, MAC: mac, MTU: mtu, Bridge: br, Netns: netns})
+	mode := netconf.IPv6Mode{Off: c.IPv6 == IPv6Off, Autoconf: c.WantsSLAAC()}
+	links, err := setupVeth(vethOpts{HostName: hostVethName(key), ContName: args.IfName, MAC: mac, MTU: mtu, Bridge: br, Netns: netns, IPv6: mode})
 	if links.Created {
 		undo.add(func() { _ = deleteLinks(args.Netns, args.IfName, hostVethName(key)) })
 	}
@@ -128,13 +130,23 @@ func Add(args *skel.CmdArgs) error {
 		if err := netconf.Apply(args.IfName, info, c.RouteMetric, contMTU); err != nil {
 			return err
 		}
+		if i6 := resp.Lease.Info6; i6 != nil {
+			if err := netconf.Apply6(args.IfName, *i6); err != nil {
+				return err
+			}
+		}
 		added = addRoutes(args.IfName, copied, c.RouteMetric)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("configuring %s with lease %s: %w", args.IfName, info.Address.String(), err)
 	}
+	ri, err := waitRouter(c, netns, args.IfName, start)
+	if err != nil {
+		return err
+	}
 	result := buildResult(c, args, br, links, info, added)
+	addIPv6(result, resp.Lease.Info6, ri)
 	undo.commit()
 	return types.PrintResult(result, c.CNIVersion)
 }
@@ -261,9 +273,13 @@ func Check(args *skel.CmdArgs) error {
 	}
 	key := keyOf(c, args)
 	var want *current.IPConfig
+	var mine []*current.IPConfig // every prevResult address on our interface
 	for _, ip := range prev.IPs {
-		if ip.Address.IP.To4() != nil && ip.Interface != nil && *ip.Interface < len(prev.Interfaces) && prev.Interfaces[*ip.Interface].Name == args.IfName {
-			want = ip
+		if ip.Interface != nil && *ip.Interface < len(prev.Interfaces) && prev.Interfaces[*ip.Interface].Name == args.IfName {
+			mine = append(mine, ip)
+			if ip.Address.IP.To4() != nil {
+				want = ip
+			}
 		}
 	}
 	if want == nil {
@@ -283,6 +299,21 @@ func Check(args *skel.CmdArgs) error {
 	if !l.Info.Address.IP.Equal(want.Address.IP) {
 		return types.NewError(types.ErrInternal, fmt.Sprintf("lease address is now %s, prevResult says %s", l.Info.Address.IP, want.Address.IP), "")
 	}
+	if c.WantsDHCPv6() {
+		if l.Info6 == nil {
+			return types.NewError(types.ErrInternal, fmt.Sprintf("the lease daemon holds no DHCPv6 lease for %s", key), "the container must be re-added")
+		}
+		if l.Phase6 == lease.Expired {
+			return types.NewError(types.ErrInternal, fmt.Sprintf("DHCPv6 lease of %s on %s expired; the daemon keeps asking the DHCPv6 server", l.Info6.Address, args.IfName), "")
+		}
+		found := false
+		for _, ip := range mine {
+			found = found || ip.Address.IP.Equal(l.Info6.Address)
+		}
+		if !found {
+			return types.NewError(types.ErrInternal, fmt.Sprintf("DHCPv6 lease address is now %s, not in prevResult", l.Info6.Address), "")
+		}
+	}
 	var contMAC string
 	for _, ifc := range prev.Interfaces {
 		if ifc.Name == args.IfName && ifc.Sandbox != "" {
@@ -297,19 +328,29 @@ func Check(args *skel.CmdArgs) error {
 		if contMAC != "" && link.Attrs().HardwareAddr.String() != contMAC {
 			return fmt.Errorf("interface %s has MAC %s, prevResult says %s", args.IfName, link.Attrs().HardwareAddr, contMAC)
 		}
-		ok, err := netconf.HasAddress(args.IfName, l.Info.Address)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("interface %s lost its address %s", args.IfName, l.Info.Address.String())
+		for _, ip := range append([]*current.IPConfig{{Address: l.Info.Address}}, mine...) {
+			ok, err := netconf.HasAddress(args.IfName, ip.Address)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("interface %s lost its address %s", args.IfName, ip.Address.String())
+			}
 		}
 		routes, err := netlinksafe.RouteList(link, netlink.FAMILY_V4)
 		if err != nil {
 			return fmt.Errorf("listing routes of %s: %w", args.IfName, err)
 		}
+		routes6, err := netlinksafe.RouteList(link, netlink.FAMILY_V6)
+		if err != nil {
+			return fmt.Errorf("listing routes of %s: %w", args.IfName, err)
+		}
 		for _, want := range prev.Routes {
-			if !haveRoute(routes, want) {
+			rs := routes
+			if want.Dst.IP.To4() == nil {
+				rs = routes6
+			}
+			if !haveRoute(rs, want) {
 				return fmt.Errorf("route %s via %v is missing from %s", want.Dst.String(), want.GW, args.IfName)
 			}
 		}
@@ -366,4 +407,51 @@ func GC(args *skel.CmdArgs) error {
 		return apiError(c.DaemonSocket, err)
 	}
 	return nil
+}
+
+// waitRouter waits for what router advertisements give the container: with
+// SLAAC, an autoconfigured address (failing after leaseTimeout); with
+// DHCPv6 alone, briefly, the default router. IPv6 off waits for nothing.
+func waitRouter(c *Config, netns ns.NetNS, ifname string, start time.Time) (netconf.RouterInfo, error) {
+	var ri netconf.RouterInfo
+	if c.IPv6 == IPv6Off {
+		return ri, nil
+	}
+	wait, done := 2*time.Second, func(ri netconf.RouterInfo) bool { return ri.Gateway != nil }
+	if c.WantsSLAAC() {
+		wait = c.LeaseTimeout.Duration - time.Since(start)
+		done = func(ri netconf.RouterInfo) bool { return ri.SLAAC != nil && ri.Gateway != nil }
+	}
+	err := netns.Do(func(ns.NetNS) error {
+		var err error
+		ri, err = netconf.WaitRouterInfo(ifname, wait, done)
+		return err
+	})
+	if err != nil {
+		return ri, fmt.Errorf("reading IPv6 router information of %s: %w", ifname, err)
+	}
+	if c.WantsSLAAC() && ri.SLAAC == nil {
+		return ri, types.NewError(types.ErrTryAgainLater, fmt.Sprintf("no SLAAC address on %s within %s", ifname, c.LeaseTimeout.Duration),
+			fmt.Sprintf("no router advertisement with an autonomous prefix reached the container through bridge %s: check that the LAN's router sends them (dnsmasq: --enable-ra with a \"slaac\" or \"ra-only\" range), that with net.bridge.bridge-nf-call-ip6tables=1 the FORWARD chain accepts the bridge's traffic, or use \"ipv6\": \"dhcpv6\" on a LAN without SLAAC", c.Bridge))
+	}
+	return ri, nil
+}
+
+// addIPv6 adds the DHCPv6 and SLAAC addresses, the router's default route
+// and the DHCPv6 DNS servers to the result.
+func addIPv6(res *current.Result, i6 *lease.Info6, ri netconf.RouterInfo) {
+	contIdx := 2
+	if i6 != nil {
+		res.IPs = append(res.IPs, &current.IPConfig{Interface: &contIdx, Address: i6.Prefix(), Gateway: ri.Gateway})
+		for _, d := range i6.DNS {
+			res.DNS.Nameservers = append(res.DNS.Nameservers, d.String())
+		}
+		res.DNS.Search = append(res.DNS.Search, i6.Search...)
+	}
+	if ri.SLAAC != nil {
+		res.IPs = append(res.IPs, &current.IPConfig{Interface: &contIdx, Address: *ri.SLAAC, Gateway: ri.Gateway})
+	}
+	if ri.Gateway != nil {
+		res.Routes = append(res.Routes, &types.Route{Dst: net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, GW: ri.Gateway})
+	}
 }

@@ -73,9 +73,18 @@ func buildSpec(c *Config, args *skel.CmdArgs) (lease.Spec, error) {
 		Netns: args.Netns, IfName: args.IfName, Bridge: c.Bridge, MAC: mac.String(),
 		VendorClass: *c.VendorClass, RequestOptions: c.requestCodes, RouteMetric: c.RouteMetric,
 	}
+	s.DHCPv6 = c.WantsDHCPv6()
+	for _, a := range c.RuntimeConfig.IPs {
+		ip, _ := parseAnyIP(a)
+		switch {
+		case ip.To4() != nil && s.RequestIP == nil:
+			s.RequestIP = ip
+		case ip.To4() == nil && s.RequestIP6 == nil:
+			s.RequestIP6 = ip
+		}
+	}
 	switch {
-	case len(c.RuntimeConfig.IPs) > 0:
-		s.RequestIP, _ = parseIP(c.RuntimeConfig.IPs[0])
+	case s.RequestIP != nil:
 	case cargs["IP"] != "":
 		ip, err := parseIP(cargs["IP"])
 		if err != nil {

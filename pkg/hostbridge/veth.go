@@ -8,6 +8,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
+
+	"github.com/lanwire/lanwire/pkg/netconf"
 )
 
 // vethOpts describes the veth pair of one attachment.
@@ -18,6 +20,7 @@ type vethOpts struct {
 	MTU      int
 	Bridge   *netlink.Bridge
 	Netns    ns.NetNS
+	IPv6     netconf.IPv6Mode // set on the container end before it comes up
 }
 
 // vethLinks are the two ends as they were set up.
@@ -82,6 +85,9 @@ func setupVeth(o vethOpts) (vethLinks, error) {
 			return fmt.Errorf("finding %s in the container: %w", o.ContName, err)
 		}
 		out.Cont = l
+		if err := netconf.SetIPv6Mode(o.ContName, o.IPv6); err != nil {
+			return err
+		}
 		if err := netlink.LinkSetUp(l); err != nil {
 			return fmt.Errorf("setting %s up: %w", o.ContName, err)
 		}

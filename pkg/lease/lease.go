@@ -53,6 +53,10 @@ type Spec struct {
 	// RequestOptions are option codes added to the parameter request list.
 	RequestOptions []uint8 `json:"requestOptions,omitempty"`
 	RouteMetric    int     `json:"routeMetric,omitempty"`
+	// DHCPv6 asks for an IA_NA lease too (ipv6 "dhcpv6" or "auto").
+	DHCPv6 bool `json:"dhcpv6,omitempty"`
+	// RequestIP6 is the IPv6 address asked for in the IA_NA.
+	RequestIP6 net.IP `json:"requestIP6,omitempty"`
 }
 
 // HardwareAddr parses the spec's MAC.

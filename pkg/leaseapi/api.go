@@ -79,6 +79,12 @@ type Lease struct {
 	Acquired    time.Time   `json:"acquired"`
 	Expiry      time.Time   `json:"expiry"`
 	NextRenewal time.Time   `json:"nextRenewal"`
+	// The DHCPv6 lease, when the spec asked for one.
+	Info6        *lease.Info6 `json:"info6,omitempty"`
+	Phase6       lease.Phase  `json:"phase6,omitempty"`
+	Acquired6    *time.Time   `json:"acquired6,omitempty"`
+	Expiry6      *time.Time   `json:"expiry6,omitempty"`
+	NextRenewal6 *time.Time   `json:"nextRenewal6,omitempty"`
 }
 
 // Status describes the daemon.

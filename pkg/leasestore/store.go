@@ -24,6 +24,10 @@ type Record struct {
 	// NetnsIno identifies the netns the lease was taken in, so a reused
 	// path is never mistaken for the original namespace.
 	NetnsIno uint64 `json:"netnsIno,omitempty"`
+	// Info6 is the DHCPv6 lease, when the spec asks for one, granted at
+	// Acquired6.
+	Info6     *lease.Info6 `json:"info6,omitempty"`
+	Acquired6 time.Time    `json:"acquired6,omitempty"`
 }
 
 // Store is a directory of records.

@@ -131,7 +131,7 @@ func run(binDir, conflistPath string) error {
 		return err
 	}
 	say("1. A LAN with its own DHCP server")
-	l, err := testlan.New(testlan.Options{HostIP: true, RA: true, LeaseTime: "2m",
+	l, err := testlan.New(testlan.Options{HostIP: true, RA: true, DHCPv6: true, LeaseTime: "2m",
 		DnsmasqArgs: []string{"--dhcp-option=option:T1,15", "--dhcp-option=option:T2,30"}})
 	if err != nil {
 		return fmt.Errorf("building the demo LAN: %w", err)
@@ -139,7 +139,7 @@ func run(binDir, conflistPath string) error {
 	st.LANFile, st.BinDir = filepath.Join(runDir, "lan.json"), binDir
 	_ = l.Save(st.LANFile)
 	saveState()
-	ok("bridge %s, router with DHCP and DNS at %s (%s, IPv6 %s by router advertisements)", l.Bridge, l.Router, l.Subnet, l.Subnet6)
+	ok("bridge %s, router with DHCP and DNS at %s (%s; IPv6 %s by DHCPv6 and router advertisements)", l.Bridge, l.Router, l.Subnet, l.Subnet6)
 	ok("a fake internet at %s and %s, reached through the router", l.Internet, l.Internet6)
 
 	// The package mirror on the host, and a web site on the internet.
@@ -205,10 +205,22 @@ func run(binDir, conflistPath string) error {
 		}
 		ok("%s got %s from the LAN's DHCP server, gateway %s, DNS %v%s", x.name, ip.Address.String(), ip.Gateway, x.res.DNS.Nameservers, exp)
 	}
-	if v6 := slaac(builder, l); v6 != "" {
-		ok("builder configured %s from the router's advertisements", v6)
+	var dhcp6, slaac6, gw6 string
+	for _, ip := range builderRes.IPs {
+		if ip.Address.IP.To4() != nil {
+			continue
+		}
+		if ones, _ := ip.Address.Mask.Size(); ones == 128 {
+			dhcp6 = ip.Address.String()
+		} else {
+			slaac6 = ip.Address.String()
+		}
+		gw6 = fmt.Sprint(ip.Gateway)
+	}
+	if dhcp6 != "" && slaac6 != "" {
+		ok("builder (\"ipv6\": \"auto\") got %s over DHCPv6 and %s by SLAAC, IPv6 gateway %s", dhcp6, slaac6, gw6)
 	} else {
-		bad("builder got no IPv6 address by SLAAC")
+		bad("builder's IPv6: DHCPv6 %q, SLAAC %q", dhcp6, slaac6)
 	}
 
 	httpd := exec.Command("ip", "netns", "exec", filepath.Base(web), "busybox", "httpd", "-f", "-p", "80", "-h", writeSite())
@@ -323,6 +335,9 @@ func loadConflist(path string, l *testlan.LAN, sock string) (*libcni.NetworkConf
 		switch pm["type"] {
 		case "hostbridge-dhcp":
 			pm["bridge"], pm["daemonSocket"], pm["autoStartDaemon"] = l.Bridge, sock, false
+			if _, set := pm["ipv6"]; !set {
+				pm["ipv6"] = "auto" // the demo LAN serves DHCPv6 and SLAAC
+			}
 		case "offline-egress":
 			pm["logBlocked"] = true
 		}
@@ -384,22 +399,6 @@ func writeSite() string {
 	_ = os.MkdirAll(dir, 0o755)
 	_ = os.WriteFile(filepath.Join(dir, "index.html"), []byte("hello from the web container\n"), 0o644)
 	return dir
-}
-
-func slaac(netns string, l *testlan.LAN) string {
-	prefix := strings.TrimSuffix(l.Subnet6, "::/64") + ":"
-	var found string
-	waitFor(8*time.Second, func() bool {
-		out, _ := exec.Command("ip", "-n", filepath.Base(netns), "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global").Output()
-		for _, f := range strings.Fields(string(out)) {
-			if strings.HasPrefix(f, prefix) {
-				found = f
-				return true
-			}
-		}
-		return false
-	})
-	return found
 }
 
 func kernelLog(prefix string) string {

@@ -1,0 +1,148 @@
+package netconf
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/lanwire/lanwire/pkg/lease"
+)
+
+// Apply6 puts a DHCPv6 address on ifname as a /128 without DAD (the server
+// vouched for it); the on-link prefix and the default route come from the
+// router's advertisements.
+// Equivalent to: `ip -6 addr replace ADDR/128 dev IF nodad`.
+func Apply6(ifname string, info lease.Info6) error {
+	link, err := netlinksafe.LinkByName(ifname)
+	if err != nil {
+		return fmt.Errorf("finding %s: %w", ifname, err)
+	}
+	p := info.Prefix()
+	addr := &netlink.Addr{IPNet: &p, Flags: unix.IFA_F_NODAD}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("adding address %s to %s: %w", p.String(), ifname, err)
+	}
+	return nil
+}
+
+// Remove6 takes a DHCPv6 address off ifname; an address or link already
+// gone is not an error.
+func Remove6(ifname string, info lease.Info6) error {
+	link, err := netlinksafe.LinkByName(ifname)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("finding %s: %w", ifname, err)
+	}
+	p := info.Prefix()
+	if err := netlink.AddrDel(link, &netlink.Addr{IPNet: &p}); err != nil && !gone(err) {
+		return fmt.Errorf("removing address %s: %w", p.String(), err)
+	}
+	return nil
+}
+
+// Change6 moves ifname from old's address to new's: the new one first.
+func Change6(ifname string, old, new lease.Info6) error {
+	if err := Apply6(ifname, new); err != nil {
+		return err
+	}
+	if !old.Address.Equal(new.Address) {
+		return Remove6(ifname, old)
+	}
+	return nil
+}
+
+// IPv6Mode says which of router advertisements and SLAAC an interface
+// takes: Off takes neither; the others take router advertisements (for
+// the on-link prefix and the default route), and SLAAC only with Autoconf.
+type IPv6Mode struct {
+	Off      bool
+	Autoconf bool
+}
+
+// SetIPv6Mode writes ifname's IPv6 sysctls for mode, before the link comes
+// up: with IPv6 on, duplicate address detection is skipped so the
+// link-local address is usable at once (the MAC is unique on the bridge).
+// Equivalent to: `sysctl net.ipv6.conf.IF.accept_ra=... autoconf=... accept_dad=0`.
+func SetIPv6Mode(ifname string, mode IPv6Mode) error {
+	vals := map[string]string{"accept_ra": "0", "autoconf": "0"}
+	if !mode.Off {
+		vals = map[string]string{"accept_ra": "1", "autoconf": "0", "accept_dad": "0", "disable_ipv6": "0"}
+		if mode.Autoconf {
+			vals["autoconf"] = "1"
+		}
+	}
+	for k, v := range vals {
+		p := "/proc/sys/net/ipv6/conf/" + ifname + "/" + k
+		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
+			if mode.Off {
+				continue // IPv6 disabled or absent: nothing to turn off
+			}
+			return fmt.Errorf("setting %s: %w (is IPv6 disabled in the container's namespace?)", p, err)
+		}
+	}
+	return nil
+}
+
+// RouterInfo is what router advertisements gave an interface.
+type RouterInfo struct {
+	// SLAAC is an autoconfigured global address (nil if none).
+	SLAAC *net.IPNet
+	// Gateway is the default router's (link-local) address, nil if none.
+	Gateway net.IP
+}
+
+// ReadRouterInfo looks at ifname's SLAAC addresses and IPv6 default route.
+func ReadRouterInfo(ifname string) (RouterInfo, error) {
+	var ri RouterInfo
+	link, err := netlinksafe.LinkByName(ifname)
+	if err != nil {
+		return ri, fmt.Errorf("finding %s: %w", ifname, err)
+	}
+	addrs, err := netlinksafe.AddrList(link, netlink.FAMILY_V6)
+	if err != nil {
+		return ri, fmt.Errorf("listing addresses of %s: %w", ifname, err)
+	}
+	for _, a := range addrs {
+		// SLAAC addresses are the kernel's, with finite lifetimes and a
+		// prefix shorter than /128 (a DHCPv6 address is a permanent /128).
+		ones, _ := a.Mask.Size()
+		if a.IP.IsGlobalUnicast() && ones < 128 && a.Flags&unix.IFA_F_PERMANENT == 0 &&
+			a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
+			ri.SLAAC = &net.IPNet{IP: a.IP, Mask: a.Mask}
+			break
+		}
+	}
+	routes, err := netlinksafe.RouteList(link, netlink.FAMILY_V6)
+	if err != nil {
+		return ri, fmt.Errorf("listing routes of %s: %w", ifname, err)
+	}
+	for _, r := range routes {
+		if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw != nil {
+			ri.Gateway = r.Gw
+			break
+		}
+	}
+	return ri, nil
+}
+
+// WaitRouterInfo polls ifname until done(info) or wait has passed, and
+// returns the last reading.
+func WaitRouterInfo(ifname string, wait time.Duration, done func(RouterInfo) bool) (RouterInfo, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		ri, err := ReadRouterInfo(ifname)
+		if err != nil || done(ri) || time.Now().After(deadline) {
+			return ri, err
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
