@@ -11,6 +11,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/lanwire/lanwire/integration/testlan"
+	"github.com/lanwire/lanwire/pkg/lease"
 	"github.com/lanwire/lanwire/pkg/portmap"
 )
 
@@ -261,4 +262,42 @@ func TestIPv6FullChain(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// A netns deleted without DEL: the daemon releases both leases from a
+// throw-away port on the bridge (same MAC, so the same DUID-LL), and
+// dnsmasq drops them. An IPv6 address asked for through the ips
+// capability is the one granted.
+func TestDHCPv6VanishAndRequest(t *testing.T) {
+	t.Parallel()
+	l := newLAN(t, testlan.Options{RA: true, DHCPv6: true})
+	d := startDaemon(t)
+	n := newNetwork(t, l, d, map[string]any{"ipv6": "dhcpv6", "capabilities": map[string]bool{"ips": true}})
+	want := strings.TrimSuffix(l.Subnet6, "::/64") + "::1a5"
+	a := attach{ID: "v6-vanish", Netns: container(t, l), Caps: map[string]any{"ips": []string{want + "/64"}}}
+	res := n.MustAdd(a)
+	dhcp, _, _ := v6Addrs(res)
+	if len(dhcp) != 1 {
+		t.Fatalf("no DHCPv6 address in %v", res.IPs)
+	}
+	if dhcp[0].IP.String() != want {
+		t.Errorf("asked for %s through the ips capability, got %s", want, dhcp[0].IP)
+	}
+	v4 := res.IPs[0].Address.IP.String()
+	v6 := dhcp[0].IP.String()
+	if err := l.DeleteContainer(a.Netns); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "dnsmasq to drop both leases of the vanished netns", func() bool {
+		f := leaseFile(l)
+		return !strings.Contains(f, v4+" ") && !strings.Contains(f, v6+" ")
+	})
+	if len(d.Leases()) != 0 {
+		t.Errorf("the daemon still holds %v", d.Leases())
+	}
+	id := lease.Key{ContainerID: a.ID, Network: n.Name, IfName: "eth0"}.ID()[:10]
+	waitFor(t, 5*time.Second, "the throw-away port lwr"+id+" to go", func() bool {
+		out, _ := exec.Command("ip", "-o", "link", "show").Output()
+		return !strings.Contains(string(out), "lwr"+id) && !strings.Contains(string(out), "lwq"+id)
+	})
 }

@@ -75,7 +75,10 @@ func Run(o Options) Report {
 		o.Timeout = 5 * time.Second
 	}
 	if o.Conflist != "" {
-		bridge, socket := checkConflist(&r, o)
+		bridge, socket, ipv6 := checkConflist(&r, o)
+		if ipv6 == "dhcpv6" || ipv6 == "auto" {
+			o.IPv6 = true // the network takes DHCPv6 leases: probe for them too
+		}
 		if o.Bridge == "" {
 			o.Bridge = bridge
 		}
@@ -381,12 +384,12 @@ func probe6(netns ns.NetNS, ifname string, mac net.HardwareAddr, bridge string, 
 }
 
 // checkConflist parses a conflist, checks its plugins exist in the CNI path
-// and returns its hostbridge-dhcp bridge and socket.
-func checkConflist(r *Report, o Options) (bridge, socket string) {
+// and returns its hostbridge-dhcp bridge, socket and ipv6 mode.
+func checkConflist(r *Report, o Options) (bridge, socket, ipv6 string) {
 	list, err := libcni.ConfListFromFile(o.Conflist)
 	if err != nil {
 		r.add(Check{Name: "conflist parses", Detail: err.Error(), Fix: "fix the JSON of " + o.Conflist})
-		return "", ""
+		return "", "", ""
 	}
 	r.add(Check{Name: "conflist parses", OK: true, Detail: fmt.Sprintf("network %q, %d plugin(s)", list.Name, len(list.Plugins))})
 	var missing []string
@@ -405,9 +408,10 @@ func checkConflist(r *Report, o Options) (bridge, socket string) {
 			var hb struct {
 				Bridge       string `json:"bridge"`
 				DaemonSocket string `json:"daemonSocket"`
+				IPv6         string `json:"ipv6"`
 			}
 			if err := json.Unmarshal(p.Bytes, &hb); err == nil {
-				bridge, socket = hb.Bridge, hb.DaemonSocket
+				bridge, socket, ipv6 = hb.Bridge, hb.DaemonSocket, hb.IPv6
 			}
 		}
 	}
@@ -425,7 +429,7 @@ func checkConflist(r *Report, o Options) (bridge, socket string) {
 	default:
 		r.add(Check{Name: "conflist bridge", OK: true, Detail: bridge})
 	}
-	return bridge, socket
+	return bridge, socket, ipv6
 }
 
 // Print writes the report with a check mark or a cross per check and, for
