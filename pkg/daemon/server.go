@@ -108,7 +108,11 @@ func (s *Server) Run(ctx context.Context) error {
 
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	defer stopPoll()
-	go s.pollNamespaces(pollCtx)
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		s.pollNamespaces(pollCtx)
+	}()
 
 	go func() {
 		<-ctx.Done()
@@ -144,6 +148,10 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	// A release in progress (a throw-away port on the bridge) finishes
+	// and removes its port before the daemon exits.
+	stopPoll()
+	<-pollDone
 	s.mu.Lock()
 	hs := make([]*holder, 0, len(s.leases))
 	for _, h := range s.leases {
