@@ -98,26 +98,110 @@ func (l Layout) TakeLock() (func(), error) {
 // Tables is one family's iptables.
 type Tables struct {
 	Family  Family
-	IPT     *iptables.IPTables
+	proto   iptables.Protocol
 	restore string
+
+	once   sync.Once
+	ipt    *iptables.IPTables
+	iptErr error
 }
 
 // Open returns the tables of family f, or an error when its iptables
-// binaries are missing or unusable.
+// binaries are missing. It runs nothing: the common ADD needs only
+// iptables-restore, and go-iptables (which asks iptables for its version)
+// is set up on first use.
 func Open(f Family) (*Tables, error) {
-	proto, restore := iptables.ProtocolIPv4, "iptables-restore"
+	proto, bin, restore := iptables.ProtocolIPv4, "iptables", "iptables-restore"
 	if f == V6 {
-		proto, restore = iptables.ProtocolIPv6, "ip6tables-restore"
+		proto, bin, restore = iptables.ProtocolIPv6, "ip6tables", "ip6tables-restore"
 	}
-	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Timeout(LockWait))
-	if err != nil {
+	if _, err := exec.LookPath(bin); err != nil {
 		return nil, fmt.Errorf("%s firewall not usable: %w", f, err)
 	}
 	path, err := exec.LookPath(restore)
 	if err != nil {
 		return nil, fmt.Errorf("%s firewall not usable: %w", f, err)
 	}
-	return &Tables{Family: f, IPT: ipt, restore: path}, nil
+	return &Tables{Family: f, proto: proto, restore: path}, nil
+}
+
+// cmd returns the go-iptables handle, made on first use.
+func (t *Tables) cmd() (*iptables.IPTables, error) {
+	t.once.Do(func() {
+		t.ipt, t.iptErr = iptables.New(iptables.IPFamily(t.proto), iptables.Timeout(LockWait))
+		if t.iptErr != nil {
+			t.iptErr = fmt.Errorf("%s firewall not usable: %w", t.Family, t.iptErr)
+		}
+	})
+	return t.ipt, t.iptErr
+}
+
+// Exists reports whether rule is in table's chain (iptables -C).
+func (t *Tables) Exists(table, chain string, rule ...string) (bool, error) {
+	c, err := t.cmd()
+	if err != nil {
+		return false, err
+	}
+	return c.Exists(table, chain, rule...)
+}
+
+// ChainExists reports whether table has chain.
+func (t *Tables) ChainExists(table, chain string) (bool, error) {
+	c, err := t.cmd()
+	if err != nil {
+		return false, err
+	}
+	return c.ChainExists(table, chain)
+}
+
+// List returns chain's rules as iptables -S prints them.
+func (t *Tables) List(table, chain string) ([]string, error) {
+	c, err := t.cmd()
+	if err != nil {
+		return nil, err
+	}
+	return c.List(table, chain)
+}
+
+// Insert puts rule at pos in table's chain.
+func (t *Tables) Insert(table, chain string, pos int, rule ...string) error {
+	c, err := t.cmd()
+	if err != nil {
+		return err
+	}
+	return c.Insert(table, chain, pos, rule...)
+}
+
+func (t *Tables) newChain(table, chain string) error {
+	c, err := t.cmd()
+	if err != nil {
+		return err
+	}
+	return c.NewChain(table, chain)
+}
+
+func (t *Tables) appendUnique(table, chain string, rule ...string) error {
+	c, err := t.cmd()
+	if err != nil {
+		return err
+	}
+	return c.AppendUnique(table, chain, rule...)
+}
+
+func (t *Tables) deleteIfExists(table, chain string, rule ...string) error {
+	c, err := t.cmd()
+	if err != nil {
+		return err
+	}
+	return c.DeleteIfExists(table, chain, rule...)
+}
+
+func (t *Tables) clearAndDeleteChain(table, chain string) error {
+	c, err := t.cmd()
+	if err != nil {
+		return err
+	}
+	return c.ClearAndDeleteChain(table, chain)
 }
 
 // Quote renders one rule for iptables-restore.
@@ -150,15 +234,15 @@ func (t *Tables) Restore(text string) error {
 }
 
 func (t *Tables) ensureChain(table, chain string) error {
-	ok, err := t.IPT.ChainExists(table, chain)
+	ok, err := t.ChainExists(table, chain)
 	if err != nil {
 		return fmt.Errorf("listing %s %s chains: %w", t.Family, table, err)
 	}
 	if ok {
 		return nil
 	}
-	if err := t.IPT.NewChain(table, chain); err != nil {
-		if exists, _ := t.IPT.ChainExists(table, chain); !exists {
+	if err := t.newChain(table, chain); err != nil {
+		if exists, _ := t.ChainExists(table, chain); !exists {
 			return fmt.Errorf("creating %s chain %s: %w", t.Family, chain, err)
 		}
 	}
@@ -166,12 +250,12 @@ func (t *Tables) ensureChain(table, chain string) error {
 }
 
 func (t *Tables) ensureHook(table string, h Hook) error {
-	ok, err := t.IPT.Exists(table, h.Chain, h.Rule...)
+	ok, err := t.Exists(table, h.Chain, h.Rule...)
 	if err != nil {
 		return fmt.Errorf("checking %s %s: %w", t.Family, h.Chain, err)
 	}
 	if !ok {
-		if err := t.IPT.Insert(table, h.Chain, 1, h.Rule...); err != nil {
+		if err := t.Insert(table, h.Chain, 1, h.Rule...); err != nil {
 			return fmt.Errorf("adding the %s jump from %s: %w", t.Family, h.Chain, err)
 		}
 	}
@@ -184,12 +268,12 @@ func (t *Tables) ensureHook(table string, h Hook) error {
 func (t *Tables) ensureTop(l Layout) error {
 	for _, f := range l.Fixed {
 		for _, r := range f.Rules {
-			ok, err := t.IPT.Exists(l.Table, f.Name, r...)
+			ok, err := t.Exists(l.Table, f.Name, r...)
 			if err != nil || !ok {
 				if err := t.ensureChain(l.Table, f.Name); err != nil {
 					return err
 				}
-				if err := t.IPT.AppendUnique(l.Table, f.Name, r...); err != nil {
+				if err := t.appendUnique(l.Table, f.Name, r...); err != nil {
 					return fmt.Errorf("filling %s: %w", f.Name, err)
 				}
 			}
@@ -199,7 +283,7 @@ func (t *Tables) ensureTop(l Layout) error {
 		}
 	}
 	for _, h := range l.Hooks {
-		if ok, err := t.IPT.Exists(l.Table, h.Chain, h.Rule...); err == nil && ok {
+		if ok, err := t.Exists(l.Table, h.Chain, h.Rule...); err == nil && ok {
 			continue
 		}
 		if err := t.ensureChain(l.Table, l.Top); err != nil {
@@ -214,11 +298,11 @@ func (t *Tables) ensureTop(l Layout) error {
 
 // TopLines returns the top chain's rules as `-A ...` lines.
 func (t *Tables) TopLines(l Layout) ([]string, error) {
-	ok, err := t.IPT.ChainExists(l.Table, l.Top)
+	ok, err := t.ChainExists(l.Table, l.Top)
 	if err != nil || !ok {
 		return nil, err
 	}
-	lines, err := t.IPT.List(l.Table, l.Top)
+	lines, err := t.List(l.Table, l.Top)
 	if err != nil {
 		return nil, fmt.Errorf("listing %s %s: %w", t.Family, l.Top, err)
 	}
@@ -249,19 +333,27 @@ func (t *Tables) dispatchLines(l Layout, chain string) ([]string, error) {
 // Install puts the container's chain and its dispatch rules in place in one
 // atomic change, replacing an earlier version (ADD is idempotent).
 func (t *Tables) Install(l Layout, chain string, dispatch, rules [][]string) error {
+	// The common case in one process and one transaction: the hooks and
+	// fixed rules are checked (-C), the container's chain is new (-N), and
+	// its dispatch rules and rules go in. Anything else (a first container,
+	// a repeated ADD, a hook removed by hand) aborts it whole, and the
+	// careful path below runs.
+	if t.Restore(RenderFastInstall(l, chain, dispatch, rules)) == nil {
+		return nil
+	}
 	// The read-only checks run at once: every hook and fixed rule in place
 	// (a present hook proves its chain exists) and whether the container's
 	// chain exists. Dispatch rules and their chain come and go together, so
 	// only an existing chain (a repeated ADD) has old rules to find, and
 	// only then is the top chain listed.
-	checks := []func() (bool, error){func() (bool, error) { return t.IPT.ChainExists(l.Table, chain) }}
+	checks := []func() (bool, error){func() (bool, error) { return t.ChainExists(l.Table, chain) }}
 	for _, h := range l.Hooks {
-		checks = append(checks, func() (bool, error) { return t.IPT.Exists(l.Table, h.Chain, h.Rule...) })
+		checks = append(checks, func() (bool, error) { return t.Exists(l.Table, h.Chain, h.Rule...) })
 	}
 	for _, f := range l.Fixed {
-		checks = append(checks, func() (bool, error) { return t.IPT.Exists(l.Table, f.Hook.Chain, f.Hook.Rule...) })
+		checks = append(checks, func() (bool, error) { return t.Exists(l.Table, f.Hook.Chain, f.Hook.Rule...) })
 		for _, r := range f.Rules {
-			checks = append(checks, func() (bool, error) { return t.IPT.Exists(l.Table, f.Name, r...) })
+			checks = append(checks, func() (bool, error) { return t.Exists(l.Table, f.Name, r...) })
 		}
 	}
 	found, errs := allOf(checks)
@@ -320,6 +412,32 @@ func OpenAll(fams ...Family) ([]*Tables, []error) {
 	return ts, errs
 }
 
+// RenderFastInstall is the iptables-restore input of Install's fast path:
+// it fails, changing nothing, unless every hook and fixed rule is in place
+// and chain does not exist yet.
+func RenderFastInstall(l Layout, chain string, dispatch, rules [][]string) string {
+	var b strings.Builder
+	b.WriteString("*" + l.Table + "\n")
+	for _, f := range l.Fixed {
+		b.WriteString("-C " + f.Hook.Chain + " " + Quote(f.Hook.Rule) + "\n")
+		for _, r := range f.Rules {
+			b.WriteString("-C " + f.Name + " " + Quote(r) + "\n")
+		}
+	}
+	for _, h := range l.Hooks {
+		b.WriteString("-C " + h.Chain + " " + Quote(h.Rule) + "\n")
+	}
+	b.WriteString("-N " + chain + "\n")
+	for _, d := range dispatch {
+		b.WriteString("-A " + l.Top + " " + Quote(d) + "\n")
+	}
+	for _, r := range rules {
+		b.WriteString("-A " + chain + " " + Quote(r) + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
 // RenderInstall is the iptables-restore input that installs a chain,
 // deleting the dispatch lines old (as listed by -S) first.
 func RenderInstall(l Layout, chain string, old []string, dispatch, rules [][]string) string {
@@ -347,7 +465,7 @@ func (t *Tables) Remove(l Layout, chain string) error {
 	if err != nil {
 		return err
 	}
-	exists, err := t.IPT.ChainExists(l.Table, chain)
+	exists, err := t.ChainExists(l.Table, chain)
 	if err != nil {
 		return fmt.Errorf("listing %s chains: %w", t.Family, err)
 	}
@@ -371,7 +489,7 @@ func (t *Tables) Remove(l Layout, chain string) error {
 // removeTopIfEmpty takes the top and fixed chains and their hooks away once
 // no container uses them, so an idle host carries no lanwire rules.
 func (t *Tables) removeTopIfEmpty(l Layout) error {
-	if ok, err := t.IPT.ChainExists(l.Table, l.Top); err != nil || !ok {
+	if ok, err := t.ChainExists(l.Table, l.Top); err != nil || !ok {
 		return nil
 	}
 	lines, err := t.TopLines(l)
@@ -379,18 +497,18 @@ func (t *Tables) removeTopIfEmpty(l Layout) error {
 		return err
 	}
 	for _, h := range l.Hooks {
-		if err := t.IPT.DeleteIfExists(l.Table, h.Chain, h.Rule...); err != nil {
+		if err := t.deleteIfExists(l.Table, h.Chain, h.Rule...); err != nil {
 			return fmt.Errorf("removing the %s jump from %s: %w", t.Family, h.Chain, err)
 		}
 	}
-	if err := t.IPT.ClearAndDeleteChain(l.Table, l.Top); err != nil {
+	if err := t.clearAndDeleteChain(l.Table, l.Top); err != nil {
 		return fmt.Errorf("removing %s %s: %w", t.Family, l.Top, err)
 	}
 	for _, f := range l.Fixed {
-		if err := t.IPT.DeleteIfExists(l.Table, f.Hook.Chain, f.Hook.Rule...); err != nil {
+		if err := t.deleteIfExists(l.Table, f.Hook.Chain, f.Hook.Rule...); err != nil {
 			return err
 		}
-		if err := t.IPT.ClearAndDeleteChain(l.Table, f.Name); err != nil {
+		if err := t.clearAndDeleteChain(l.Table, f.Name); err != nil {
 			return err
 		}
 	}
@@ -401,7 +519,7 @@ func (t *Tables) removeTopIfEmpty(l Layout) error {
 // and that the chain holds nothing else.
 func (t *Tables) Check(l Layout, chain string, dispatch, rules [][]string) error {
 	for _, h := range l.Hooks {
-		ok, err := t.IPT.Exists(l.Table, h.Chain, h.Rule...)
+		ok, err := t.Exists(l.Table, h.Chain, h.Rule...)
 		if err != nil {
 			return fmt.Errorf("checking %s %s: %w", t.Family, h.Chain, err)
 		}
@@ -411,26 +529,26 @@ func (t *Tables) Check(l Layout, chain string, dispatch, rules [][]string) error
 	}
 	for _, f := range l.Fixed {
 		for _, r := range f.Rules {
-			if ok, err := t.IPT.Exists(l.Table, f.Name, r...); err != nil || !ok {
+			if ok, err := t.Exists(l.Table, f.Name, r...); err != nil || !ok {
 				return fmt.Errorf("%s rule missing from %s: %s", t.Family, f.Name, strings.Join(r, " "))
 			}
 		}
-		if ok, err := t.IPT.Exists(l.Table, f.Hook.Chain, f.Hook.Rule...); err != nil || !ok {
+		if ok, err := t.Exists(l.Table, f.Hook.Chain, f.Hook.Rule...); err != nil || !ok {
 			return fmt.Errorf("%s jump from %s to %s is missing", t.Family, f.Hook.Chain, f.Name)
 		}
 	}
 	for _, d := range dispatch {
-		if ok, err := t.IPT.Exists(l.Table, l.Top, d...); err != nil || !ok {
+		if ok, err := t.Exists(l.Table, l.Top, d...); err != nil || !ok {
 			return fmt.Errorf("%s dispatch rule to %s is missing: %s", t.Family, chain, strings.Join(d, " "))
 		}
 	}
 	for _, r := range rules {
-		ok, err := t.IPT.Exists(l.Table, chain, r...)
+		ok, err := t.Exists(l.Table, chain, r...)
 		if err != nil || !ok {
 			return fmt.Errorf("%s rule missing from %s: %s", t.Family, chain, strings.Join(r, " "))
 		}
 	}
-	lines, err := t.IPT.List(l.Table, chain)
+	lines, err := t.List(l.Table, chain)
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", chain, err)
 	}

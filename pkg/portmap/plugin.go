@@ -271,7 +271,7 @@ func checkFree(network, id string, ms []Mapping) error {
 func chainAlive(chain string) bool {
 	for _, f := range []chains.Family{chains.V4, chains.V6} {
 		if t, err := chains.Open(f); err == nil {
-			if ok, err := t.IPT.ChainExists(Table, chain); err == nil && ok {
+			if ok, err := t.ChainExists(Table, chain); err == nil && ok {
 				return true
 			}
 		}
@@ -338,12 +338,12 @@ func allowLocalhost(dev string) error {
 		return err
 	}
 	rule := []string{"-i", dev, "-d", "127.0.0.0/8", "-m", "comment", "--comment", "lanwire portmap-lite: no loopback from " + dev, "-j", "DROP"}
-	ok, err := t.IPT.Exists("raw", "PREROUTING", rule...)
+	ok, err := t.Exists("raw", "PREROUTING", rule...)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		if err := t.IPT.Insert("raw", "PREROUTING", 1, rule...); err != nil {
+		if err := t.Insert("raw", "PREROUTING", 1, rule...); err != nil {
 			return fmt.Errorf("guarding %s against loopback-addressed packets: %w", dev, err)
 		}
 	}

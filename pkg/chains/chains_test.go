@@ -1,0 +1,23 @@
+package chains
+
+import "testing"
+
+func TestRenderFastInstall(t *testing.T) {
+	l := Layout{
+		Table: "nat", Top: "TOP",
+		Hooks: []Hook{{Chain: "PREROUTING", Rule: []string{"-m", "comment", "--comment", "a hook", "-j", "TOP"}}},
+		Fixed: []Fixed{{Name: "MASQ", Hook: Hook{Chain: "POSTROUTING", Rule: []string{"-j", "MASQ"}}, Rules: [][]string{{"-j", "MASQUERADE"}}}},
+	}
+	got := RenderFastInstall(l, "C1", [][]string{{"-d", "10.0.0.1/32", "-j", "C1"}}, [][]string{{"-p", "tcp", "-j", "DNAT", "--to-destination", "10.1.1.1:80"}})
+	want := "*nat\n" +
+		"-C POSTROUTING -j MASQ\n" +
+		"-C MASQ -j MASQUERADE\n" +
+		"-C PREROUTING -m comment --comment \"a hook\" -j TOP\n" +
+		"-N C1\n" +
+		"-A TOP -d 10.0.0.1/32 -j C1\n" +
+		"-A C1 -p tcp -j DNAT --to-destination 10.1.1.1:80\n" +
+		"COMMIT\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
