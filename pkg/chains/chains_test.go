@@ -21,3 +21,15 @@ func TestRenderFastInstall(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestRenderTopRemoval(t *testing.T) {
+	l := Layout{
+		Table: "nat", Top: "TOP",
+		Hooks: []Hook{{Chain: "PREROUTING", Rule: []string{"-j", "TOP"}}, {Chain: "OUTPUT", Rule: []string{"-j", "TOP"}}},
+		Fixed: []Fixed{{Name: "MASQ", Hook: Hook{Chain: "POSTROUTING", Rule: []string{"-j", "MASQ"}}}},
+	}
+	want := "-D PREROUTING -j TOP\n-D OUTPUT -j TOP\n-X TOP\n-D POSTROUTING -j MASQ\n-F MASQ\n-X MASQ\n"
+	if got := renderTopRemoval(l); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
