@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -382,4 +383,75 @@ func (g *offlineGround) runtimeNetwork(t *testing.T, prefix string) (netDir, nam
 		t.Fatal(err)
 	}
 	return netDir, name
+}
+
+// A flow the container opened before offline-egress's ADD does not survive
+// it, although its conntrack entry is still there: a UDP stream to the
+// internet from a fixed source port, answered before ADD, gets no answer
+// after. (A plain network first; then offline-egress is run on the same
+// container with that network's result as prevResult, as a runtime chaining
+// it would.)
+func TestOfflineCutsEarlierFlow(t *testing.T) {
+	t.Parallel()
+	g := newOfflineGround(t, "2m")
+	l := g.lan
+	// Another offline container on the bridge: the host tracks the
+	// bridge's flows from then on, as it does on any host with a stateful
+	// firewall.
+	other := g.network(t, "other", g.offlineConf())
+	other.MustAdd(attach{ID: "early-other", Netns: container(t, l)})
+	plain := g.network(t, "early")
+	a := attach{ID: "early-flow", Netns: container(t, l)}
+	res := plain.MustAdd(a)
+	ip := res.IPs[0].Address.IP.String()
+	dst := &net.UDPAddr{IP: net.ParseIP(l.Internet), Port: 7}
+	var conn *net.UDPConn
+	if err := inNetns(a.Netns, func() (err error) { conn, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 40123}); return }); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	echo := func() error {
+		if _, err := conn.WriteToUDP([]byte("ping"), dst); err != nil {
+			return err
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		buf := make([]byte, 16)
+		_, _, err := conn.ReadFromUDP(buf)
+		return err
+	}
+	for i := 0; i < 2; i++ {
+		if err := echo(); err != nil {
+			t.Fatalf("the UDP stream does not work before offline-egress: %v", err)
+		}
+	}
+	tracked := func() bool {
+		out, _ := exec.Command("conntrack", "-L", "-p", "udp", "-s", ip, "--sport", "40123").CombinedOutput()
+		return strings.Contains(string(out), "dport=7")
+	}
+	if !tracked() {
+		t.Fatal("no conntrack entry for the stream: the test would prove nothing")
+	}
+
+	conf := g.offlineConf()
+	conf["cniVersion"], conf["name"] = "1.1.0", plain.Name
+	raw, _ := json.Marshal(res)
+	var prev map[string]any
+	_ = json.Unmarshal(raw, &prev)
+	conf["prevResult"] = prev
+	if out, err := runPlugin(t, "offline-egress", "ADD", a.ID, a.Netns, conf); err != nil {
+		t.Fatalf("offline-egress ADD: %v %s", err, out)
+	}
+	t.Cleanup(func() { _, _ = runPlugin(t, "offline-egress", "DEL", a.ID, a.Netns, conf) })
+	if !tracked() {
+		t.Log("the conntrack entry expired meanwhile")
+	}
+	if err := echo(); err == nil {
+		t.Error("the stream opened before ADD still reaches the internet")
+	}
+	if err := probeUDP(a.Netns, dst.String()); err == nil {
+		t.Error("a new UDP flow reaches the internet")
+	}
+	if _, err := runPlugin(t, "offline-egress", "DEL", a.ID, a.Netns, conf); err != nil {
+		t.Error(err)
+	}
 }

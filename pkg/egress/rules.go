@@ -124,9 +124,12 @@ func (s Spec) Rules(f Family) [][]string {
 	var rs [][]string
 	add := func(r ...string) { rs = append(rs, r) }
 	ret := []string{"-j", "RETURN"}
-	// Replies to flows the firewall let through (inbound connections,
-	// published ports, allowed outbound ones).
-	add(append([]string{"-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED"}, ret...)...)
+	// Replies to inbound connections (published ports, LAN clients): the
+	// reply direction only, so a flow the container itself opened, also
+	// one opened before ADD whose conntrack entry is still there, never
+	// passes as established; allowed outbound flows pass by their allow
+	// rules, packet by packet.
+	add(append([]string{"-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "--ctdir", "REPLY"}, ret...)...)
 	if s.AllowDHCP {
 		if f == V4 {
 			add(append([]string{"-d", "255.255.255.255/32", "-p", "udp", "--sport", "68", "--dport", "67"}, ret...)...)

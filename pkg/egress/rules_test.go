@@ -39,7 +39,7 @@ func TestRenderInstallV4(t *testing.T) {
 :` + chain + ` - [0:0]
 -D LANWIRE-EGRESS -m physdev --physdev-in lw0123456789 -m comment --comment "old" -j LWOE-X
 -A LANWIRE-EGRESS -m physdev --physdev-in lw0123456789 -m comment --comment "lanwire offline-egress net=lan id=c1" -j ` + chain + `
--A ` + chain + ` -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+-A ` + chain + ` -m conntrack --ctstate ESTABLISHED,RELATED --ctdir REPLY -j RETURN
 -A ` + chain + ` -d 255.255.255.255/32 -p udp --sport 68 --dport 67 -j RETURN
 -A ` + chain + ` -d 10.1.2.0/24 -p udp --sport 68 --dport 67 -j RETURN
 -A ` + chain + ` -d 10.1.2.1/32 -p udp --dport 53 -j RETURN
@@ -65,7 +65,7 @@ func TestRulesV6(t *testing.T) {
 		got = append(got, strings.Join(r, " "))
 	}
 	want := []string{
-		"-m conntrack --ctstate ESTABLISHED,RELATED -j RETURN",
+		"-m conntrack --ctstate ESTABLISHED,RELATED --ctdir REPLY -j RETURN",
 		"-d ff02::1:2/128 -p udp --sport 546 --dport 547 -j RETURN",
 		"-d fe80::/10 -p udp --sport 546 --dport 547 -j RETURN",
 		"-p ipv6-icmp --icmpv6-type router-solicitation -m hl --hl-eq 255 -j RETURN",

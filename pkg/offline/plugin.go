@@ -178,28 +178,10 @@ func Add(args *skel.CmdArgs) error {
 			return types.NewError(types.ErrInternal, "ip6tables is missing and IPv6 could not be turned off in the container (fail closed)", err.Error())
 		}
 	}
-	flushConntrack(prev)
 	for _, d := range c.dns {
 		prev.DNS.Nameservers = append(prev.DNS.Nameservers, d.String())
 	}
 	return types.PrintResult(prev, c.CNIVersion)
-}
-
-// flushConntrack forgets flows the container opened before its firewall
-// existed, so none survives ADD.
-// Equivalent to: `conntrack -D -s IP`.
-func flushConntrack(prev *current.Result) {
-	for _, ip := range prev.IPs {
-		fam := netlink.InetFamily(netlink.FAMILY_V4)
-		if ip.Address.IP.To4() == nil {
-			fam = netlink.FAMILY_V6
-		}
-		f := &netlink.ConntrackFilter{}
-		if err := f.AddIP(netlink.ConntrackOrigSrcIP, ip.Address.IP); err != nil {
-			continue
-		}
-		_, _ = netlink.ConntrackDeleteFilters(netlink.ConntrackTable, fam, f)
-	}
 }
 
 func disableIPv6(netnsPath, ifname string) error {
