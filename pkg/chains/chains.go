@@ -138,6 +138,13 @@ func (t *Tables) cmd() (*iptables.IPTables, error) {
 	return t.ipt, t.iptErr
 }
 
+// HasRule reports whether rule is in table's chain, with one iptables -C
+// and no version probe; false also when that check could not run (callers
+// then take the careful path through Exists).
+func (t *Tables) HasRule(table, chain string, rule ...string) bool {
+	return exec.Command(t.bin, append([]string{"-t", table, "-C", chain}, rule...)...).Run() == nil
+}
+
 // Exists reports whether rule is in table's chain (iptables -C).
 func (t *Tables) Exists(table, chain string, rule ...string) (bool, error) {
 	c, err := t.cmd()

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/coreos/go-iptables/iptables"
+	"github.com/lanwire/lanwire/pkg/chains"
 )
 
 func writeSysctl(name, value string) error {
@@ -36,11 +36,11 @@ func ForwardRule(bridge string) []string {
 // Equivalent to: `iptables -I FORWARD -i BR -o BR -j ACCEPT`.
 func ensureForward(bridge string) error {
 	fams := []struct {
-		proto  iptables.Protocol
+		fam    chains.Family
 		sysctl string
 	}{
-		{iptables.ProtocolIPv4, "net/bridge/bridge-nf-call-iptables"},
-		{iptables.ProtocolIPv6, "net/bridge/bridge-nf-call-ip6tables"},
+		{chains.V4, "net/bridge/bridge-nf-call-iptables"},
+		{chains.V6, "net/bridge/bridge-nf-call-ip6tables"},
 	}
 	errs := make([]error, len(fams))
 	var wg sync.WaitGroup
@@ -51,7 +51,7 @@ func ensureForward(bridge string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = ensureForwardFamily(bridge, f.proto, f.sysctl)
+			errs[i] = ensureForwardFamily(bridge, f.fam, f.sysctl)
 		}()
 	}
 	wg.Wait()
@@ -59,21 +59,25 @@ func ensureForward(bridge string) error {
 }
 
 // ensureForwardFamily installs ForwardRule for one family. sysctl names the
-// switch that made it necessary, for the error message.
-func ensureForwardFamily(bridge string, proto iptables.Protocol, sysctl string) error {
-	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Timeout(5))
+// switch that made it necessary, for the error message. The common case,
+// the rule in place, costs one iptables -C.
+func ensureForwardFamily(bridge string, fam chains.Family, sysctl string) error {
+	t, err := chains.Open(fam)
 	if err != nil {
 		return fmt.Errorf("bridged traffic crosses iptables (%s=1) but iptables is not usable: %w", sysctl, err)
 	}
 	rule := ForwardRule(bridge)
-	ok, err := ipt.Exists("filter", "FORWARD", rule...)
+	if t.HasRule("filter", "FORWARD", rule...) {
+		return nil
+	}
+	ok, err := t.Exists("filter", "FORWARD", rule...)
 	if err != nil {
 		return fmt.Errorf("checking the FORWARD rule for bridge %s: %w", bridge, err)
 	}
 	if ok {
 		return nil
 	}
-	if err := ipt.Insert("filter", "FORWARD", 1, rule...); err != nil {
+	if err := t.Insert("filter", "FORWARD", 1, rule...); err != nil {
 		return fmt.Errorf("allowing bridge %s's traffic in FORWARD: %w", bridge, err)
 	}
 	return nil
