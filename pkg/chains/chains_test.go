@@ -1,6 +1,11 @@
 package chains
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+)
 
 func TestRenderFastInstall(t *testing.T) {
 	l := Layout{
@@ -31,5 +36,24 @@ func TestRenderTopRemoval(t *testing.T) {
 	want := "-D PREROUTING -j TOP\n-D OUTPUT -j TOP\n-X TOP\n-D POSTROUTING -j MASQ\n-F MASQ\n-X MASQ\n"
 	if got := renderTopRemoval(l); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestJumpsTo(t *testing.T) {
+	jump := func(kind expr.VerdictKind, chain string) *nftables.Rule {
+		return &nftables.Rule{Exprs: []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: kind, Chain: chain}}}
+	}
+	for _, tc := range []struct {
+		r    *nftables.Rule
+		want bool
+	}{
+		{jump(expr.VerdictJump, "LWOE-1"), true},
+		{jump(expr.VerdictJump, "LWOE-2"), false},
+		{jump(expr.VerdictGoto, "LWOE-1"), false},
+		{&nftables.Rule{Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}}, false},
+	} {
+		if got := jumpsTo(tc.r, "LWOE-1"); got != tc.want {
+			t.Errorf("%+v: got %v", tc.r.Exprs[len(tc.r.Exprs)-1], got)
+		}
 	}
 }

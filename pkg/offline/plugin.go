@@ -212,7 +212,11 @@ func Del(args *skel.CmdArgs) error {
 		return firewallError(err)
 	}
 	defer unlock()
-	if err := chains.Each(chains.Usable(), func(t *chains.Tables) error { return t.Remove(egress.Layout, chain) }); err != nil {
+	ts := chains.Usable()
+	if chains.RemoveTogether(ts, func(chains.Family) chains.Layout { return egress.Layout }, chain) {
+		return nil
+	}
+	if err := chains.Each(ts, func(t *chains.Tables) error { return t.Remove(egress.Layout, chain) }); err != nil {
 		return firewallError(err)
 	}
 	return nil

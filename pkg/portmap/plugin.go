@@ -363,7 +363,10 @@ func Del(args *skel.CmdArgs) error {
 		return firewallError(err)
 	}
 	defer unlock()
-	err = chains.Each(chains.Usable(), func(t *chains.Tables) error { return t.Remove(Layout(t.Family), chain) })
+	ts := chains.Usable()
+	if !chains.RemoveTogether(ts, Layout, chain) {
+		err = chains.Each(ts, func(t *chains.Tables) error { return t.Remove(Layout(t.Family), chain) })
+	}
 	// The mappings it held: from the claims, and from the capability
 	// arguments DEL is given again.
 	flushUDP(append(dropClaims(chain), c.mappings...))
