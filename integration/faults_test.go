@@ -131,8 +131,7 @@ func TestStateDirFullOrReadOnly(t *testing.T) {
 // leases with option 51 of 0 or 2^32-1 and a garbage option 121.
 type hostileServer struct {
 	conn     net.PacketConn
-	serverID net.IP
-	router   net.IP
+	serverID net.IP // also the router the leases name
 	mask     net.IPMask
 	base     net.IP
 
@@ -158,7 +157,7 @@ var hostileLeases = []struct {
 func startHostileServer(t *testing.T, l *testlan.LAN) *hostileServer {
 	t.Helper()
 	_, sn, _ := net.ParseCIDR(l.Subnet)
-	h := &hostileServer{serverID: net.ParseIP(l.Router).To4(), router: net.ParseIP(l.Router).To4(), mask: sn.Mask, base: sn.IP.To4(), byMAC: map[string]int{}}
+	h := &hostileServer{serverID: net.ParseIP(l.Router).To4(), mask: sn.Mask, base: sn.IP.To4(), byMAC: map[string]int{}}
 	err := ns.WithNetNSPath("/run/netns/"+l.LANNS, func(ns.NetNS) error {
 		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM, 0)
 		if err != nil {
@@ -228,8 +227,8 @@ func (h *hostileServer) serve() {
 			dhcpv4.WithServerIP(h.serverID),
 			dhcpv4.WithOption(dhcpv4.OptServerIdentifier(h.serverID)),
 			dhcpv4.WithOption(dhcpv4.OptSubnetMask(h.mask)),
-			dhcpv4.WithOption(dhcpv4.OptRouter(h.router)),
-			dhcpv4.WithOption(dhcpv4.OptDNS(h.router)),
+			dhcpv4.WithOption(dhcpv4.OptRouter(h.serverID)),
+			dhcpv4.WithOption(dhcpv4.OptDNS(h.serverID)),
 			dhcpv4.WithGeneric(dhcpv4.OptionIPAddressLeaseTime, []byte{byte(lt.leaseTime >> 24), byte(lt.leaseTime >> 16), byte(lt.leaseTime >> 8), byte(lt.leaseTime)}),
 			dhcpv4.WithGeneric(dhcpv4.OptionClasslessStaticRoute, lt.opt121),
 		)

@@ -7,7 +7,17 @@ import (
 	"github.com/google/nftables/expr"
 )
 
-// RemoveTogether deletes a container's dispatch rules and chain from every
+// RemoveAll removes a container's rules from every family in ts: in one
+// transaction for all of them when it can (removeTogether), else family by
+// family with Remove. layout gives each family's layout.
+func RemoveAll(ts []*Tables, layout func(Family) Layout, chain string) error {
+	if removeTogether(ts, layout, chain) {
+		return nil
+	}
+	return Each(ts, func(t *Tables) error { return t.Remove(layout(t.Family), chain) })
+}
+
+// removeTogether deletes a container's dispatch rules and chain from every
 // family in ts in one nf_tables transaction, over netlink. Rule deletions
 // cost the kernel an RCU grace period per transaction (some 15 ms here), so
 // one transaction for IPv4 and IPv6 halves a DEL's wait, and no iptables
@@ -17,7 +27,7 @@ import (
 // reports false, having changed nothing, in every other case (an
 // iptables-legacy host, the last container, a partial state), and the
 // caller then removes family by family with Remove.
-func RemoveTogether(ts []*Tables, layout func(Family) Layout, chain string) bool {
+func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool {
 	if len(ts) == 0 {
 		return false
 	}

@@ -1,7 +1,8 @@
 // Package chains keeps per-container iptables chains: a frozen top chain
 // reached from built-in hooks, one dispatch rule set and one chain per
-// container, each change applied atomically with iptables-restore --noflush
-// under a bounded wait for the xtables lock.
+// container, each change applied atomically: ADD with iptables-restore
+// --noflush per family, DEL in one nf_tables transaction for both families
+// (RemoveAll), callers serialized by the layout's lock.
 package chains
 
 import (
@@ -181,38 +182,6 @@ func (t *Tables) Insert(table, chain string, pos int, rule ...string) error {
 	return c.Insert(table, chain, pos, rule...)
 }
 
-func (t *Tables) newChain(table, chain string) error {
-	c, err := t.cmd()
-	if err != nil {
-		return err
-	}
-	return c.NewChain(table, chain)
-}
-
-func (t *Tables) appendUnique(table, chain string, rule ...string) error {
-	c, err := t.cmd()
-	if err != nil {
-		return err
-	}
-	return c.AppendUnique(table, chain, rule...)
-}
-
-func (t *Tables) deleteIfExists(table, chain string, rule ...string) error {
-	c, err := t.cmd()
-	if err != nil {
-		return err
-	}
-	return c.DeleteIfExists(table, chain, rule...)
-}
-
-func (t *Tables) clearAndDeleteChain(table, chain string) error {
-	c, err := t.cmd()
-	if err != nil {
-		return err
-	}
-	return c.ClearAndDeleteChain(table, chain)
-}
-
 // Quote renders one rule for iptables-restore.
 func Quote(args []string) string {
 	out := make([]string, len(args))
@@ -250,7 +219,11 @@ func (t *Tables) ensureChain(table, chain string) error {
 	if ok {
 		return nil
 	}
-	if err := t.newChain(table, chain); err != nil {
+	ipt, err := t.cmd()
+	if err != nil {
+		return err
+	}
+	if err := ipt.NewChain(table, chain); err != nil {
 		if exists, _ := t.ChainExists(table, chain); !exists {
 			return fmt.Errorf("creating %s chain %s: %w", t.Family, chain, err)
 		}
@@ -282,7 +255,11 @@ func (t *Tables) ensureTop(l Layout) error {
 				if err := t.ensureChain(l.Table, f.Name); err != nil {
 					return err
 				}
-				if err := t.appendUnique(l.Table, f.Name, r...); err != nil {
+				ipt, err := t.cmd()
+				if err != nil {
+					return err
+				}
+				if err := ipt.AppendUnique(l.Table, f.Name, r...); err != nil {
 					return fmt.Errorf("filling %s: %w", f.Name, err)
 				}
 			}
@@ -403,21 +380,14 @@ func allOf(checks []func() (bool, error)) ([]bool, []error) {
 	return found, errs
 }
 
-// OpenAll opens the given families concurrently (each asks its iptables
-// for its version). Families whose iptables is unusable get a nil entry and
-// their error.
+// OpenAll opens the given families. Families whose iptables is missing get
+// a nil entry and their error.
 func OpenAll(fams ...Family) ([]*Tables, []error) {
 	ts := make([]*Tables, len(fams))
 	errs := make([]error, len(fams))
-	var wg sync.WaitGroup
 	for i, f := range fams {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ts[i], errs[i] = Open(f)
-		}()
+		ts[i], errs[i] = Open(f)
 	}
-	wg.Wait()
 	return ts, errs
 }
 
@@ -557,19 +527,23 @@ func (t *Tables) removeTopIfEmpty(l Layout) error {
 	if err != nil || len(lines) > 0 {
 		return err
 	}
+	ipt, err := t.cmd()
+	if err != nil {
+		return err
+	}
 	for _, h := range l.Hooks {
-		if err := t.deleteIfExists(l.Table, h.Chain, h.Rule...); err != nil {
+		if err := ipt.DeleteIfExists(l.Table, h.Chain, h.Rule...); err != nil {
 			return fmt.Errorf("removing the %s jump from %s: %w", t.Family, h.Chain, err)
 		}
 	}
-	if err := t.clearAndDeleteChain(l.Table, l.Top); err != nil {
+	if err := ipt.ClearAndDeleteChain(l.Table, l.Top); err != nil {
 		return fmt.Errorf("removing %s %s: %w", t.Family, l.Top, err)
 	}
 	for _, f := range l.Fixed {
-		if err := t.deleteIfExists(l.Table, f.Hook.Chain, f.Hook.Rule...); err != nil {
+		if err := ipt.DeleteIfExists(l.Table, f.Hook.Chain, f.Hook.Rule...); err != nil {
 			return err
 		}
-		if err := t.clearAndDeleteChain(l.Table, f.Name); err != nil {
+		if err := ipt.ClearAndDeleteChain(l.Table, f.Name); err != nil {
 			return err
 		}
 	}

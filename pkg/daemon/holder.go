@@ -382,13 +382,22 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// DHCPv6 runs beside DHCPv4, in its own goroutine.
+	// DHCPv6 runs beside DHCPv4, in its own goroutine. Whatever fails
+	// below releases the DHCPv6 lease it may have got (a closed channel,
+	// read again, yields a result without a lease).
 	got6 := make(chan acquired6, 1)
 	if spec.DHCPv6 {
-		go func() { got6 <- acquire6(actx, spec, mac, want6) }()
+		go func() { got6 <- acquire6(actx, spec, mac, want6); close(got6) }()
 	} else {
 		close(got6)
 	}
+	committed := false
+	defer func() {
+		if !committed {
+			cancel()
+			releaseOrphan6(spec, <-got6)
+		}
+	}()
 	var conn *lease.Conn
 	err = ns.WithNetNSPath(spec.Netns, func(ns.NetNS) error {
 		var err error
@@ -396,21 +405,16 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 		return err
 	})
 	if err != nil {
-		cancel()
-		releaseOrphan6(spec, <-got6)
 		return fail(999, fmt.Sprintf("opening a DHCP socket on %s in %s", spec.IfName, spec.Netns), err)
 	}
 	ack, err := conn.Acquire(actx, spec, want)
 	conn.Close()
 	if err != nil {
-		cancel()
-		releaseOrphan6(spec, <-got6)
 		return fail(11, fmt.Sprintf("no DHCP lease on bridge %s within %s", spec.Bridge, timeout),
 			fmt.Errorf("%v; check that the bridge has an uplink to the LAN with a DHCP server, that STP's forward delay is not holding new ports, and that with net.bridge.bridge-nf-call-iptables=1 the FORWARD chain accepts the bridge's traffic (see `hostbridge-dhcp doctor`)", err))
 	}
 	info, err := lease.FromACK(ack)
 	if err != nil {
-		releaseOrphan6(spec, <-got6)
 		return fail(999, "server sent an unusable lease", err)
 	}
 	rec := leasestore.Record{Key: k, Spec: spec, Info: info, Acquired: time.Now(), NetnsIno: ino}
@@ -424,10 +428,10 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 		rec.Info6, rec.Acquired6 = &r6.info, r6.at
 	}
 	if err := s.store.Save(rec); err != nil {
-		h := newHolder(s, rec)
-		h.sendRelease()
+		newHolder(s, rec).sendRelease() // both leases, got6 already read
 		return fail(999, "could not persist the lease; released it", err)
 	}
+	committed = true
 	h := newHolder(s, rec)
 	s.mu.Lock()
 	s.leases[k] = h

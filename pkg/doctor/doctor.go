@@ -354,18 +354,12 @@ func probe(bridge string, timeout time.Duration, ipv6 bool) []Check {
 // probe6 sends SOLICIT from the probe namespace's interface.
 func probe6(netns ns.NetNS, ifname string, mac net.HardwareAddr, bridge string, timeout time.Duration) Check {
 	c := Check{Name: "DHCPv6 probe"}
-	var pc *lease.ProbeConn6
-	var err error
-	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		err = netns.Do(func(ns.NetNS) error {
-			var err error
-			pc, err = lease.OpenProbe6(ifname, mac)
-			return err
-		})
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
+	var pc *lease.Conn6
+	err := netns.Do(func(ns.NetNS) error {
+		var err error
+		pc, err = lease.OpenConn6(ifname, mac, 3*time.Second) // waits for the link-local address
+		return err
+	})
 	if err != nil {
 		c.Detail = "opening a DHCPv6 socket: " + err.Error()
 		return c

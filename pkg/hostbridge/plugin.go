@@ -145,8 +145,7 @@ func Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	result := buildResult(c, args, br, links, info, added)
-	addIPv6(result, resp.Lease.Info6, ri)
+	result := buildResult(c, args, br, links, info, added, resp.Lease.Info6, ri)
 	undo.commit()
 	return types.PrintResult(result, c.CNIVersion)
 }
@@ -191,7 +190,11 @@ func addRoutes(ifname string, rs []lease.Route, metric int) []lease.Route {
 	return added
 }
 
-func buildResult(c *Config, args *skel.CmdArgs, br *netlink.Bridge, links vethLinks, info lease.Info, extra []lease.Route) *current.Result {
+// buildResult reports the attachment: the interfaces, the DHCPv4 lease with
+// its routes and DNS, the copied bridge routes (extra), and what IPv6 gave
+// the container: the DHCPv6 address (i6, when taken) and DNS, the SLAAC
+// address and the router's default route (ri).
+func buildResult(c *Config, args *skel.CmdArgs, br *netlink.Bridge, links vethLinks, info lease.Info, extra []lease.Route, i6 *lease.Info6, ri netconf.RouterInfo) *current.Result {
 	contIdx := 2
 	res := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
@@ -217,6 +220,19 @@ func buildResult(c *Config, args *skel.CmdArgs, br *netlink.Bridge, links vethLi
 			rt.Priority = m
 		}
 		res.Routes = append(res.Routes, rt)
+	}
+	if i6 != nil {
+		res.IPs = append(res.IPs, &current.IPConfig{Interface: &contIdx, Address: i6.Prefix(), Gateway: ri.Gateway})
+		for _, d := range i6.DNS {
+			res.DNS.Nameservers = append(res.DNS.Nameservers, d.String())
+		}
+		res.DNS.Search = append(res.DNS.Search, i6.Search...)
+	}
+	if ri.SLAAC != nil {
+		res.IPs = append(res.IPs, &current.IPConfig{Interface: &contIdx, Address: *ri.SLAAC, Gateway: ri.Gateway})
+	}
+	if ri.Gateway != nil {
+		res.Routes = append(res.Routes, &types.Route{Dst: net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, GW: ri.Gateway})
 	}
 	return res
 }
@@ -435,23 +451,4 @@ func waitRouter(c *Config, netns ns.NetNS, ifname string, start time.Time) (netc
 			fmt.Sprintf("no router advertisement with an autonomous prefix reached the container through bridge %s: check that the LAN's router sends them (dnsmasq: --enable-ra with a \"slaac\" or \"ra-only\" range), that with net.bridge.bridge-nf-call-ip6tables=1 the FORWARD chain accepts the bridge's traffic, or use \"ipv6\": \"dhcpv6\" on a LAN without SLAAC", c.Bridge))
 	}
 	return ri, nil
-}
-
-// addIPv6 adds the DHCPv6 and SLAAC addresses, the router's default route
-// and the DHCPv6 DNS servers to the result.
-func addIPv6(res *current.Result, i6 *lease.Info6, ri netconf.RouterInfo) {
-	contIdx := 2
-	if i6 != nil {
-		res.IPs = append(res.IPs, &current.IPConfig{Interface: &contIdx, Address: i6.Prefix(), Gateway: ri.Gateway})
-		for _, d := range i6.DNS {
-			res.DNS.Nameservers = append(res.DNS.Nameservers, d.String())
-		}
-		res.DNS.Search = append(res.DNS.Search, i6.Search...)
-	}
-	if ri.SLAAC != nil {
-		res.IPs = append(res.IPs, &current.IPConfig{Interface: &contIdx, Address: *ri.SLAAC, Gateway: ri.Gateway})
-	}
-	if ri.Gateway != nil {
-		res.Routes = append(res.Routes, &types.Route{Dst: net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, GW: ri.Gateway})
-	}
 }

@@ -72,7 +72,7 @@ func OpenConn6(ifname string, mac net.HardwareAddr, wait time.Duration) (*Conn6,
 	return &Conn6{c: c, dst: dst}, nil
 }
 
-// modifiers are the options every message of ours carries: DUID-LL, the
+// modifiers6 are the options every message of ours carries: DUID-LL, the
 // IA_NA's IAID, the DNS options asked for, and the FQDN when named.
 func (s Spec) modifiers6() ([]dhcpv6.Modifier, error) {
 	duid, err := s.DUID()
@@ -154,7 +154,7 @@ func (c *Conn6) send(ctx context.Context, m *dhcpv6.Message, wait time.Duration,
 	return resp, nil
 }
 
-// message builds a RENEW, REBIND or RELEASE for info's address; RENEW and
+// message6 builds a RENEW, REBIND or RELEASE for info's address; RENEW and
 // RELEASE name the server.
 func (s Spec) message6(t dhcpv6.MessageType, info Info6) (*dhcpv6.Message, error) {
 	mods, err := s.modifiers6()

@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
-	"github.com/insomniacslk/dhcp/dhcpv6"
-	"github.com/insomniacslk/dhcp/dhcpv6/nclient6"
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
 )
@@ -105,59 +102,14 @@ type Offer6 struct {
 	Elapsed    time.Duration `json:"elapsed"`
 }
 
-// ProbeConn6 is an open DHCPv6 client socket on an interface's link-local
-// address. Open it inside the netns of the probing interface.
-type ProbeConn6 struct {
-	c   *nclient6.Client
-	mac net.HardwareAddr
-}
-
-// OpenProbe6 opens a DHCPv6 probe socket on ifname, which must have a
-// usable (not tentative) link-local address.
-func OpenProbe6(ifname string, mac net.HardwareAddr) (*ProbeConn6, error) {
-	ifc, err := net.InterfaceByName(ifname)
-	if err != nil {
-		return nil, fmt.Errorf("looking up %s: %w", ifname, err)
-	}
-	addrs, err := ifc.Addrs()
-	if err != nil {
-		return nil, fmt.Errorf("listing addresses of %s: %w", ifname, err)
-	}
-	var ll net.IP
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.IsLinkLocalUnicast() && n.IP.To4() == nil {
-			ll = n.IP
-		}
-	}
-	if ll == nil {
-		return nil, fmt.Errorf("%s has no IPv6 link-local address", ifname)
-	}
-	// The zone as a number: a name would be looked up among the host's
-	// interfaces, not this namespace's.
-	pc, err := net.ListenUDP("udp6", &net.UDPAddr{IP: ll, Port: dhcpv6.DefaultClientPort, Zone: strconv.Itoa(ifc.Index)})
-	if err != nil {
-		return nil, fmt.Errorf("binding [%s]:546 on %s: %w", ll, ifname, err)
-	}
-	c, err := nclient6.NewWithConn(pc, mac, nclient6.WithTimeout(time.Second), nclient6.WithRetry(1),
-		nclient6.WithBroadcastAddr(&net.UDPAddr{IP: dhcpv6.AllDHCPRelayAgentsAndServers, Port: dhcpv6.DefaultServerPort, Zone: strconv.Itoa(ifc.Index)}))
-	if err != nil {
-		pc.Close()
-		return nil, err
-	}
-	return &ProbeConn6{c: c, mac: mac}, nil
-}
-
-// Close releases the socket.
-func (p *ProbeConn6) Close() error { return p.c.Close() }
-
 // Probe sends SOLICITs until an ADVERTISE arrives or wait has passed. It
 // never requests, so no lease is taken.
-func (p *ProbeConn6) Probe(wait time.Duration) ([]Offer6, error) {
+func (c *Conn6) Probe(wait time.Duration) ([]Offer6, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	start := time.Now()
 	for ctx.Err() == nil {
-		adv, err := p.c.Solicit(ctx)
+		adv, err := c.c.Solicit(ctx)
 		if err != nil {
 			continue
 		}

@@ -118,6 +118,9 @@ func prevResult(c *Config) (*current.Result, error) {
 	return res, nil
 }
 
+// egressLayout is offline-egress's layout, the same for both families.
+func egressLayout(chains.Family) chains.Layout { return egress.Layout }
+
 func firewallError(err error) error {
 	return chains.CNIError("installing the offline-egress firewall", err)
 }
@@ -160,9 +163,7 @@ func Add(args *skel.CmdArgs) error {
 		return firewallError(err)
 	}
 	defer unlock()
-	undo := func() {
-		_ = chains.Each(tables, func(t *chains.Tables) error { return t.Remove(egress.Layout, s.Chain) })
-	}
+	undo := func() { _ = chains.RemoveAll(tables, egressLayout, s.Chain) }
 	// Both families at once: each is its own iptables processes.
 	if err := chains.Each(tables, func(t *chains.Tables) error {
 		return t.Install(egress.Layout, s.Chain, [][]string{s.DispatchRule()}, s.Rules(t.Family))
@@ -212,11 +213,7 @@ func Del(args *skel.CmdArgs) error {
 		return firewallError(err)
 	}
 	defer unlock()
-	ts := chains.Usable()
-	if chains.RemoveTogether(ts, func(chains.Family) chains.Layout { return egress.Layout }, chain) {
-		return nil
-	}
-	if err := chains.Each(ts, func(t *chains.Tables) error { return t.Remove(egress.Layout, chain) }); err != nil {
+	if err := chains.RemoveAll(chains.Usable(), egressLayout, chain); err != nil {
 		return firewallError(err)
 	}
 	return nil

@@ -224,9 +224,7 @@ func Add(args *skel.CmdArgs) error {
 			return types.NewError(types.ErrInternal, fmt.Sprintf("cannot publish ports over %s", fams[i]), err.Error())
 		}
 	}
-	undo := func() {
-		_ = chains.Each(tables, func(t *chains.Tables) error { return t.Remove(Layout(t.Family), chain) })
-	}
+	undo := func() { _ = chains.RemoveAll(tables, Layout, chain) }
 	if err := chains.Each(tables, func(t *chains.Tables) error {
 		sp := byFamily[t.Family]
 		return t.Install(Layout(t.Family), sp.Chain, sp.Dispatch(), sp.Rules())
@@ -363,10 +361,7 @@ func Del(args *skel.CmdArgs) error {
 		return firewallError(err)
 	}
 	defer unlock()
-	ts := chains.Usable()
-	if !chains.RemoveTogether(ts, Layout, chain) {
-		err = chains.Each(ts, func(t *chains.Tables) error { return t.Remove(Layout(t.Family), chain) })
-	}
+	err = chains.RemoveAll(chains.Usable(), Layout, chain)
 	// The mappings it held: from the claims, and from the capability
 	// arguments DEL is given again.
 	flushUDP(append(dropClaims(chain), c.mappings...))
