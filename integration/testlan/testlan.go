@@ -115,7 +115,9 @@ func New(opts Options) (*LAN, error) {
 		LeaseFile: filepath.Join(dir, "dnsmasq.leases"),
 		LogFile:   filepath.Join(dir, "dnsmasq.log"),
 	}
-	ula := fmt.Sprintf("fd%02x:%02x%02x:4c57", b[0], b[1], b[2])
+	// Canonical text (no leading zeros in a group), so that prefixes built
+	// from it compare as strings with addresses Go or dnsmasq print.
+	ula := fmt.Sprintf("fd%02x:%x:4c57", b[0], uint16(b[1])<<8|uint16(b[2]))
 	l.Subnet6, l.Router6 = ula+"::/64", ula+"::1"
 	if opts.HostIP {
 		l.HostAddr = fmt.Sprintf("10.%d.%d.254", second, third)
