@@ -408,7 +408,10 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 		return fail(999, fmt.Sprintf("opening a DHCP socket on %s in %s", spec.IfName, spec.Netns), err)
 	}
 	ack, err := conn.Acquire(actx, spec, want)
-	conn.Close()
+	// Closing a packet socket waits for an RCU grace period (the kernel's
+	// packet_release calls synchronize_net): 5-25 ms here, more on a busy
+	// host. Nothing waits on it, so the answer goes out first.
+	go conn.Close()
 	if err != nil {
 		return fail(11, fmt.Sprintf("no DHCP lease on bridge %s within %s", spec.Bridge, timeout),
 			fmt.Errorf("%v; check that the bridge has an uplink to the LAN with a DHCP server, that STP's forward delay is not holding new ports, and that with net.bridge.bridge-nf-call-iptables=1 the FORWARD chain accepts the bridge's traffic (see `hostbridge-dhcp doctor`)", err))
