@@ -1,10 +1,16 @@
 package chains
 
 import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // RemoveAll removes a container's rules from every family in ts: in one
@@ -31,10 +37,25 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 	if len(ts) == 0 {
 		return false
 	}
-	c, err := nftables.New()
-	if err != nil {
+	held := -1
+	var nc *netlink.Conn
+	c, err := nftables.New(nftables.AsLasting(), nftables.WithSockOptions(func(conn *netlink.Conn) error {
+		nc = conn
+		rc, err := conn.SyscallConn()
+		if err != nil {
+			return nil
+		}
+		return rc.Control(func(fd uintptr) { held, _ = unix.Dup(int(fd)) })
+	}))
+	if err != nil || nc == nil {
 		return false
 	}
+	defer func() {
+		_ = c.CloseLasting()
+		if held >= 0 {
+			closeLater(held)
+		}
+	}()
 	touched := 0
 	for _, t := range ts {
 		l := layout(t.Family)
@@ -43,19 +64,10 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 			fam = nftables.TableFamilyIPv6
 		}
 		table := &nftables.Table{Name: l.Table, Family: fam}
-		// A missing top chain (or table) lists as no rules.
-		rules, err := c.GetRules(table, &nftables.Chain{Name: l.Top, Table: table})
+		top := &nftables.Chain{Name: l.Top, Table: table}
+		mine, others, err := dispatchHandles(nc, fam, l.Table, l.Top, chain)
 		if err != nil {
 			return false
-		}
-		var mine []*nftables.Rule
-		others := 0
-		for _, r := range rules {
-			if jumpsTo(r, chain) {
-				mine = append(mine, r)
-			} else {
-				others++
-			}
 		}
 		own := &nftables.Chain{Name: chain, Table: table}
 		exists, err := chainExists(c, table, chain)
@@ -68,8 +80,8 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 		case len(mine) == 0 || !exists || others == 0:
 			return false // a partial state, or the last container
 		}
-		for _, r := range mine {
-			if err := c.DelRule(r); err != nil {
+		for _, h := range mine {
+			if err := c.DelRule(&nftables.Rule{Table: table, Chain: top, Handle: h}); err != nil {
 				return false
 			}
 		}
@@ -84,14 +96,144 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 	return c.Flush() == nil
 }
 
-// jumpsTo reports whether rule r ends in a jump to chain.
-func jumpsTo(r *nftables.Rule, chain string) bool {
-	for _, e := range r.Exprs {
-		if v, ok := e.(*expr.Verdict); ok && v.Kind == expr.VerdictJump && v.Chain == chain {
-			return true
+// closeLater closes fd, a netfilter netlink socket that deleted rules, in a
+// short-lived child process. The kernel frees deleted rules after an RCU
+// grace period, and whoever closes a netfilter netlink socket while such
+// frees are pending waits for them (nf_tables flushes its destroy work on
+// NETLINK_URELEASE): some 13 ms here. The rules are gone once the
+// transaction is committed; the child carries the wait, so DEL answers
+// without it. Without a `sleep` binary the socket is closed here.
+func closeLater(fd int) {
+	f := os.NewFile(uintptr(fd), "nfnetlink")
+	defer f.Close()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		return
+	}
+	cmd := exec.Command(sleep, "0.2")
+	cmd.ExtraFiles = []*os.File{f}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if cmd.Start() == nil {
+		_ = cmd.Process.Release()
+	}
+}
+
+// dispatchHandles lists the rules of table's chain top (one netlink dump,
+// read without decoding every expression): the handles of those that jump
+// to chain, and how many others there are. A missing table or chain holds
+// no rules.
+func dispatchHandles(nc *netlink.Conn, fam nftables.TableFamily, table, top, chain string) (mine []uint64, others int, err error) {
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_RULE_TABLE, Data: []byte(table + "\x00")},
+		{Type: unix.NFTA_RULE_CHAIN, Data: []byte(top + "\x00")},
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	msgs, err := nc.Execute(netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE),
+			Flags: netlink.Request | netlink.Dump,
+		},
+		Data: append([]byte{byte(fam), unix.NFNETLINK_V0, 0, 0}, attrs...),
+	})
+	if errors.Is(err, unix.ENOENT) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		handle, jumps, err := parseRule(m.Data[4:], chain)
+		if err != nil {
+			return nil, 0, err
+		}
+		if jumps {
+			mine = append(mine, handle)
+		} else {
+			others++
 		}
 	}
-	return false
+	return mine, others, nil
+}
+
+// parseRule returns a rule message's handle and whether one of its
+// expressions is an immediate jump to chain.
+func parseRule(b []byte, chain string) (handle uint64, jumps bool, err error) {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return 0, false, err
+	}
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_RULE_HANDLE:
+			if v := ad.Bytes(); len(v) == 8 {
+				handle = binary.BigEndian.Uint64(v)
+			}
+		case unix.NFTA_RULE_EXPRESSIONS:
+			ad.Nested(func(list *netlink.AttributeDecoder) error {
+				for list.Next() {
+					list.Nested(func(e *netlink.AttributeDecoder) error {
+						var name string
+						var data []byte
+						for e.Next() {
+							switch e.Type() {
+							case unix.NFTA_EXPR_NAME:
+								name = e.String()
+							case unix.NFTA_EXPR_DATA:
+								data = e.Bytes()
+							}
+						}
+						if name == "immediate" && jumpData(data, chain) {
+							jumps = true
+						}
+						return nil
+					})
+				}
+				return nil
+			})
+		}
+	}
+	return handle, jumps, ad.Err()
+}
+
+// jumpData reports whether an immediate expression's data is a jump to chain.
+func jumpData(b []byte, chain string) bool {
+	var code uint32
+	var target string
+	walk := func(b []byte, typ uint16, fn func(*netlink.AttributeDecoder)) {
+		ad, err := netlink.NewAttributeDecoder(b)
+		if err != nil {
+			return
+		}
+		for ad.Next() {
+			if ad.Type() == typ {
+				fn(ad)
+			}
+		}
+	}
+	walk(b, unix.NFTA_IMMEDIATE_DATA, func(ad *netlink.AttributeDecoder) {
+		walk(ad.Bytes(), unix.NFTA_DATA_VERDICT, func(ad *netlink.AttributeDecoder) {
+			v, err := netlink.NewAttributeDecoder(ad.Bytes())
+			if err != nil {
+				return
+			}
+			for v.Next() {
+				switch v.Type() {
+				case unix.NFTA_VERDICT_CODE:
+					if x := v.Bytes(); len(x) == 4 {
+						code = binary.BigEndian.Uint32(x)
+					}
+				case unix.NFTA_VERDICT_CHAIN:
+					target = v.String()
+				}
+			}
+		})
+	})
+	return int32(code) == unix.NFT_JUMP && target == chain
 }
 
 // chainExists asks the kernel for one chain. The library flattens the

@@ -1,10 +1,13 @@
 package chains
 
 import (
+	"encoding/binary"
 	"testing"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 func TestRenderFastInstall(t *testing.T) {
@@ -39,21 +42,54 @@ func TestRenderTopRemoval(t *testing.T) {
 	}
 }
 
-func TestJumpsTo(t *testing.T) {
-	jump := func(kind expr.VerdictKind, chain string) *nftables.Rule {
-		return &nftables.Rule{Exprs: []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: kind, Chain: chain}}}
+// ruleMsg renders a rule as the kernel lists it: its handle and expressions.
+func ruleMsg(t *testing.T, handle uint64, exprs ...expr.Any) []byte {
+	t.Helper()
+	var list []netlink.Attribute
+	for _, e := range exprs {
+		b, err := expr.Marshal(byte(nftables.TableFamilyIPv4), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = append(list, netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_LIST_ELEM, Data: b})
+	}
+	nested, err := netlink.MarshalAttributes(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := make([]byte, 8)
+	binary.BigEndian.PutUint64(h, handle)
+	b, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_RULE_TABLE, Data: []byte("mangle\x00")},
+		{Type: unix.NFTA_RULE_HANDLE, Data: h},
+		{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_EXPRESSIONS, Data: nested},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParseRule(t *testing.T) {
+	verdict := func(kind expr.VerdictKind, chain string) []expr.Any {
+		return []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: kind, Chain: chain}}
 	}
 	for _, tc := range []struct {
-		r    *nftables.Rule
-		want bool
+		name  string
+		exprs []expr.Any
+		want  bool
 	}{
-		{jump(expr.VerdictJump, "LWOE-1"), true},
-		{jump(expr.VerdictJump, "LWOE-2"), false},
-		{jump(expr.VerdictGoto, "LWOE-1"), false},
-		{&nftables.Rule{Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}}, false},
+		{"jump to it", verdict(expr.VerdictJump, "LWOE-1"), true},
+		{"jump elsewhere", verdict(expr.VerdictJump, "LWOE-2"), false},
+		{"goto", verdict(expr.VerdictGoto, "LWOE-1"), false},
+		{"accept", verdict(expr.VerdictAccept, ""), false},
+		{"match then jump", append([]expr.Any{&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte("LWOE-1\x00")}}, verdict(expr.VerdictJump, "LWOE-1")...), true},
+		{"no expressions", nil, false},
 	} {
-		if got := jumpsTo(tc.r, "LWOE-1"); got != tc.want {
-			t.Errorf("%+v: got %v", tc.r.Exprs[len(tc.r.Exprs)-1], got)
+		handle, jumps, err := parseRule(ruleMsg(t, 42, tc.exprs...), "LWOE-1")
+		if err != nil || handle != 42 || jumps != tc.want {
+			t.Errorf("%s: got handle %d, jumps %v, err %v; want 42, %v", tc.name, handle, jumps, err, tc.want)
 		}
 	}
 }
