@@ -26,8 +26,9 @@ func main() {
 		fs := flag.NewFlagSet("up", flag.ExitOnError)
 		leaseTime := fs.String("lease", "2m", "dnsmasq lease time")
 		hostIP := fs.Bool("host-ip", false, "give the host an address on the bridge")
+		wide := fs.Bool("wide", false, "a /20 with some 4,000 addresses to lease (for load)")
 		_ = fs.Parse(os.Args[2:])
-		l, err := testlan.New(testlan.Options{LeaseTime: *leaseTime, HostIP: *hostIP})
+		l, err := testlan.New(testlan.Options{LeaseTime: *leaseTime, HostIP: *hostIP, Wide: *wide})
 		if err != nil {
 			fail(err)
 		}
@@ -77,7 +78,7 @@ func listIDs() []string {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: testlan up [--lease 2m] [--host-ip] | down ID|all | list")
+	fmt.Fprintln(os.Stderr, "usage: testlan up [--lease 2m] [--host-ip] [--wide] | down ID|all | list")
 	os.Exit(2)
 }
 
