@@ -16,6 +16,7 @@ import (
 
 	"github.com/lanwire/lanwire/integration/testlan"
 	"github.com/lanwire/lanwire/pkg/egress"
+	"github.com/lanwire/lanwire/pkg/portmap"
 )
 
 // offlineGround is a LAN with services to reach: the fake internet (TCP 80,
@@ -453,5 +454,48 @@ func TestOfflineCutsEarlierFlow(t *testing.T) {
 	}
 	if _, err := runPlugin(t, "offline-egress", "DEL", a.ID, a.Netns, conf); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestHooksRemovedByHand: with the jumps into lanwire's chains (and the
+// masquerade rule) removed by hand while containers are attached, the next
+// ADD puts them back, and the containers are filtered again. Not parallel:
+// the hooks are shared by every test's containers.
+func TestHooksRemovedByHand(t *testing.T) {
+	g := newOfflineGround(t, "2m")
+	l := g.lan
+	n := g.network(t, "hooks", g.offlineConf(), map[string]any{"type": "portmap-lite", "capabilities": map[string]bool{"portMappings": true}})
+	first := attach{ID: "hooks-1", Netns: container(t, l), Caps: map[string]any{"portMappings": []map[string]any{{"hostPort": 38101, "containerPort": 80, "protocol": "tcp"}}}}
+	n.MustAdd(first)
+	inet := net.JoinHostPort(l.Internet, "80")
+	if err := probeTCP(first.Netns, inet); err == nil {
+		t.Fatal("the offline container reaches the internet before anything was removed")
+	}
+	hook := func(op string) []string {
+		return []string{"-t", "mangle", op, "PREROUTING", "-m", "comment", "--comment", "lanwire offline-egress", "-j", egress.TopChain}
+	}
+	masq := []string{"-t", "nat", "-S", portmap.MasqChain}
+	run := func(args ...string) error { return exec.Command("iptables", args...).Run() }
+	if err := run(hook("-D")...); err != nil {
+		t.Fatalf("removing the offline-egress hook: %v", err)
+	}
+	if err := run("-t", "nat", "-F", portmap.MasqChain); err != nil {
+		t.Fatalf("flushing %s: %v", portmap.MasqChain, err)
+	}
+	if err := probeTCP(first.Netns, inet); err != nil {
+		t.Fatalf("without its hook offline-egress should filter nothing (the test would prove nothing): %v", err)
+	}
+	second := attach{ID: "hooks-2", Netns: container(t, l), Caps: map[string]any{"portMappings": []map[string]any{{"hostPort": 38102, "containerPort": 80, "protocol": "tcp"}}}}
+	n.MustAdd(second)
+	if err := run(hook("-C")...); err != nil {
+		t.Error("ADD did not put the offline-egress hook back")
+	}
+	if out, _ := exec.Command("iptables", masq...).Output(); !strings.Contains(string(out), "MASQUERADE") {
+		t.Errorf("ADD did not put the masquerade rule back:\n%s", out)
+	}
+	for _, a := range []attach{first, second} {
+		if err := probeTCP(a.Netns, inet); err == nil {
+			t.Errorf("%s reaches the internet after the second ADD", a.ID)
+		}
 	}
 }

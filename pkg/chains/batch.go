@@ -65,7 +65,7 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 		}
 		table := &nftables.Table{Name: l.Table, Family: fam}
 		top := &nftables.Chain{Name: l.Top, Table: table}
-		mine, others, err := dispatchHandles(nc, fam, l.Table, l.Top, chain)
+		mine, others, err := jumpsIn(nc, fam, l.Table, l.Top, chain)
 		if err != nil {
 			return false
 		}
@@ -96,6 +96,40 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 	return c.Flush() == nil
 }
 
+// hooksInPlace reports whether the kernel's nf_tables holds every hook of l
+// (a rule of the hook's chain jumping to the top or fixed chain) and every
+// fixed chain with its number of rules: a dump of each small built-in
+// chain. False also when it cannot tell, as on an iptables-legacy host.
+func (t *Tables) hooksInPlace(l Layout) bool {
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	fam := nftables.TableFamilyIPv4
+	if t.Family == V6 {
+		fam = nftables.TableFamilyIPv6
+	}
+	jumps := func(chain, target string) bool {
+		j, _, err := jumpsIn(nc, fam, l.Table, chain, target)
+		return err == nil && len(j) > 0
+	}
+	for _, h := range l.Hooks {
+		if !jumps(h.Chain, l.Top) {
+			return false
+		}
+	}
+	for _, f := range l.Fixed {
+		if !jumps(f.Hook.Chain, f.Name) {
+			return false
+		}
+		if j, others, err := jumpsIn(nc, fam, l.Table, f.Name, ""); err != nil || len(j)+others != len(f.Rules) {
+			return false
+		}
+	}
+	return true
+}
+
 // closeLater closes fd, a netfilter netlink socket that deleted rules, in a
 // short-lived child process. The kernel frees deleted rules after an RCU
 // grace period, and whoever closes a netfilter netlink socket while such
@@ -118,14 +152,13 @@ func closeLater(fd int) {
 	}
 }
 
-// dispatchHandles lists the rules of table's chain top (one netlink dump,
-// read without decoding every expression): the handles of those that jump
-// to chain, and how many others there are. A missing table or chain holds
-// no rules.
-func dispatchHandles(nc *netlink.Conn, fam nftables.TableFamily, table, top, chain string) (mine []uint64, others int, err error) {
+// jumpsIn lists the rules of table's chain (one netlink dump, read without
+// decoding every expression): the handles of those that jump to target, and
+// how many others there are. A missing table or chain holds no rules.
+func jumpsIn(nc *netlink.Conn, fam nftables.TableFamily, table, chain, target string) (mine []uint64, others int, err error) {
 	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
 		{Type: unix.NFTA_RULE_TABLE, Data: []byte(table + "\x00")},
-		{Type: unix.NFTA_RULE_CHAIN, Data: []byte(top + "\x00")},
+		{Type: unix.NFTA_RULE_CHAIN, Data: []byte(chain + "\x00")},
 	})
 	if err != nil {
 		return nil, 0, err
@@ -147,7 +180,7 @@ func dispatchHandles(nc *netlink.Conn, fam nftables.TableFamily, table, top, cha
 		if len(m.Data) < 4 {
 			continue
 		}
-		handle, jumps, err := parseRule(m.Data[4:], chain)
+		handle, jumps, err := parseRule(m.Data[4:], target)
 		if err != nil {
 			return nil, 0, err
 		}

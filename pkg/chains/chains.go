@@ -320,11 +320,15 @@ func (t *Tables) dispatchLines(l Layout, chain string) ([]string, error) {
 // atomic change, replacing an earlier version (ADD is idempotent).
 func (t *Tables) Install(l Layout, chain string, dispatch, rules [][]string) error {
 	// The common case in one process and one transaction: the hooks and
-	// fixed rules are checked (-C), the container's chain is new (-N), and
-	// its dispatch rules and rules go in. Anything else (a first container,
-	// a repeated ADD, a hook removed by hand) aborts it whole, and the
-	// careful path below runs.
-	if t.Restore(RenderFastInstall(l, chain, dispatch, rules)) == nil {
+	// fixed rules are in place, the container's chain is new (-N), and its
+	// dispatch rules and rules go in. Anything else (a first container, a
+	// repeated ADD, a hook removed by hand) aborts it whole, and the
+	// careful path below runs. The hooks are checked over netlink where
+	// nf_tables holds them: iptables-restore's -C would read the top
+	// chain's rules too, a cost that grows with every container. Where
+	// they cannot be checked so (iptables-legacy), the transaction checks
+	// them itself with -C.
+	if t.Restore(RenderFastInstall(l, chain, dispatch, rules, !t.hooksInPlace(l))) == nil {
 		return nil
 	}
 	// The read-only checks run at once: every hook and fixed rule in place
@@ -392,19 +396,21 @@ func OpenAll(fams ...Family) ([]*Tables, []error) {
 }
 
 // RenderFastInstall is the iptables-restore input of Install's fast path:
-// it fails, changing nothing, unless every hook and fixed rule is in place
-// and chain does not exist yet.
-func RenderFastInstall(l Layout, chain string, dispatch, rules [][]string) string {
+// it fails, changing nothing, when chain exists already, or, with
+// checkHooks, when a hook or fixed rule is missing.
+func RenderFastInstall(l Layout, chain string, dispatch, rules [][]string, checkHooks bool) string {
 	var b strings.Builder
 	b.WriteString("*" + l.Table + "\n")
-	for _, f := range l.Fixed {
-		b.WriteString("-C " + f.Hook.Chain + " " + Quote(f.Hook.Rule) + "\n")
-		for _, r := range f.Rules {
-			b.WriteString("-C " + f.Name + " " + Quote(r) + "\n")
+	if checkHooks {
+		for _, f := range l.Fixed {
+			b.WriteString("-C " + f.Hook.Chain + " " + Quote(f.Hook.Rule) + "\n")
+			for _, r := range f.Rules {
+				b.WriteString("-C " + f.Name + " " + Quote(r) + "\n")
+			}
 		}
-	}
-	for _, h := range l.Hooks {
-		b.WriteString("-C " + h.Chain + " " + Quote(h.Rule) + "\n")
+		for _, h := range l.Hooks {
+			b.WriteString("-C " + h.Chain + " " + Quote(h.Rule) + "\n")
+		}
 	}
 	b.WriteString("-N " + chain + "\n")
 	for _, d := range dispatch {

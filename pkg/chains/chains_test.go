@@ -16,17 +16,25 @@ func TestRenderFastInstall(t *testing.T) {
 		Hooks: []Hook{{Chain: "PREROUTING", Rule: []string{"-m", "comment", "--comment", "a hook", "-j", "TOP"}}},
 		Fixed: []Fixed{{Name: "MASQ", Hook: Hook{Chain: "POSTROUTING", Rule: []string{"-j", "MASQ"}}, Rules: [][]string{{"-j", "MASQUERADE"}}}},
 	}
-	got := RenderFastInstall(l, "C1", [][]string{{"-d", "10.0.0.1/32", "-j", "C1"}}, [][]string{{"-p", "tcp", "-j", "DNAT", "--to-destination", "10.1.1.1:80"}})
-	want := "*nat\n" +
-		"-C POSTROUTING -j MASQ\n" +
-		"-C MASQ -j MASQUERADE\n" +
-		"-C PREROUTING -m comment --comment \"a hook\" -j TOP\n" +
-		"-N C1\n" +
+	dispatch := [][]string{{"-d", "10.0.0.1/32", "-j", "C1"}}
+	rules := [][]string{{"-p", "tcp", "-j", "DNAT", "--to-destination", "10.1.1.1:80"}}
+	install := "-N C1\n" +
 		"-A TOP -d 10.0.0.1/32 -j C1\n" +
 		"-A C1 -p tcp -j DNAT --to-destination 10.1.1.1:80\n" +
 		"COMMIT\n"
-	if got != want {
-		t.Errorf("got\n%s\nwant\n%s", got, want)
+	checks := "-C POSTROUTING -j MASQ\n" +
+		"-C MASQ -j MASQUERADE\n" +
+		"-C PREROUTING -m comment --comment \"a hook\" -j TOP\n"
+	for _, tc := range []struct {
+		checkHooks bool
+		want       string
+	}{
+		{true, "*nat\n" + checks + install},
+		{false, "*nat\n" + install},
+	} {
+		if got := RenderFastInstall(l, "C1", dispatch, rules, tc.checkHooks); got != tc.want {
+			t.Errorf("checkHooks %v: got\n%s\nwant\n%s", tc.checkHooks, got, tc.want)
+		}
 	}
 }
 
