@@ -45,7 +45,7 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 		if err != nil {
 			return nil
 		}
-		return rc.Control(func(fd uintptr) { held, _ = unix.Dup(int(fd)) })
+		return rc.Control(func(fd uintptr) { held, _ = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) })
 	}))
 	if err != nil || nc == nil {
 		return false
