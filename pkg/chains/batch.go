@@ -24,15 +24,14 @@ func RemoveAll(ts []*Tables, layout func(Family) Layout, chain string) error {
 }
 
 // removeTogether deletes a container's dispatch rules and chain from every
-// family in ts in one nf_tables transaction, over netlink. Rule deletions
-// cost the kernel an RCU grace period per transaction (some 15 ms here), so
-// one transaction for IPv4 and IPv6 halves a DEL's wait, and no iptables
-// process runs. It handles only the common case: in each family either
-// nothing of the container's is left, or its chain exists and other
-// containers' dispatch rules stay in the top chain. It
-// reports false, having changed nothing, in every other case (an
-// iptables-legacy host, the last container, a partial state), and the
-// caller then removes family by family with Remove.
+// family in ts in one nf_tables transaction, over netlink, with no iptables
+// process, and leaves the wait for the deleted rules to be freed to a
+// short-lived child (closeLater). It handles only the common case: in each
+// family either nothing of the container's is left, or its chain exists and
+// other containers' dispatch rules stay in the top chain. It reports false,
+// having changed nothing, in every other case (an iptables-legacy host, the
+// last container, a partial state), and the caller then removes family by
+// family with Remove.
 func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool {
 	if len(ts) == 0 {
 		return false
@@ -50,10 +49,14 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 	if err != nil || nc == nil {
 		return false
 	}
+	flushed := false
 	defer func() {
 		_ = c.CloseLasting()
-		if held >= 0 {
+		switch {
+		case held >= 0 && flushed:
 			closeLater(held)
+		case held >= 0:
+			_ = unix.Close(held) // nothing deleted: no wait
 		}
 	}()
 	touched := 0
@@ -93,7 +96,8 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 		return false
 	}
 	// One batch: the kernel applies all of it or none.
-	return c.Flush() == nil
+	flushed = c.Flush() == nil
+	return flushed
 }
 
 // hooksInPlace reports whether the kernel's nf_tables holds every hook of l
