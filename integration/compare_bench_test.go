@@ -218,6 +218,8 @@ func compare(b *testing.B) {
 	ua, _ = run(b, l, theirs, growthN, 41000, true)
 	og := percentile(oa[growthN-20:], .5).Seconds() / percentile(oa[:20], .5).Seconds()
 	ug := percentile(ua[growthN-20:], .5).Seconds() / percentile(ua[:20], .5).Seconds()
+	r.add("growth: ADD p50 of 1-20", "ms", p(oa[:20], .5), p(ua[:20], .5), "", nil)
+	r.add(fmt.Sprintf("growth: ADD p50 of %d-%d", growthN-19, growthN), "ms", p(oa[growthN-20:], .5), p(ua[growthN-20:], .5), "", nil)
 	r.add(fmt.Sprintf("growth: ADD p50 of %d-%d over 1-20", growthN-19, growthN), "x", og, ug, "<= 1.3", flag(og <= 1.3))
 
 	ow, oerr := parallel(b, l, ours, 50, 45000)
