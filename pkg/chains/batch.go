@@ -62,14 +62,10 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 	touched := 0
 	for _, t := range ts {
 		l := layout(t.Family)
-		fam := nftables.TableFamilyIPv4
-		if t.Family == V6 {
-			fam = nftables.TableFamilyIPv6
-		}
-		table := &nftables.Table{Name: l.Table, Family: fam}
+		table := &nftables.Table{Name: l.Table, Family: t.Family.nft()}
 		top := &nftables.Chain{Name: l.Top, Table: table}
-		mine, others, err := jumpsIn(nc, fam, l.Table, l.Top, chain)
-		if err != nil {
+		mine, others, err := jumpsIn(nc, t.Family, l.Table, l.Top, chain)
+		if err != nil && !errors.Is(err, unix.ENOENT) { // a missing top chain holds no rules
 			return false
 		}
 		own := &nftables.Chain{Name: chain, Table: table}
@@ -100,38 +96,46 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 	return flushed
 }
 
-// hooksInPlace reports whether the kernel's nf_tables holds every hook of l
-// (a rule of the hook's chain jumping to the top or fixed chain) and every
-// fixed chain with its number of rules: a dump of each small built-in
-// chain. False also when it cannot tell, as on an iptables-legacy host.
-func (t *Tables) hooksInPlace(l Layout) bool {
+// nft is f's nf_tables family.
+func (f Family) nft() nftables.TableFamily {
+	if f == V6 {
+		return nftables.TableFamilyIPv6
+	}
+	return nftables.TableFamilyIPv4
+}
+
+// hooks asks the kernel's nf_tables whether every hook of l is in place (a
+// rule of the hook's chain jumping to the top or fixed chain) and every
+// fixed chain holds its number of rules: a dump of each small built-in
+// chain. known is false when nf_tables cannot tell: no netlink, or a table
+// or chain it does not hold (an iptables-legacy host, a table not used yet).
+func (t *Tables) hooks(l Layout) (inPlace, known bool) {
 	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
 	if err != nil {
-		return false
+		return false, false
 	}
 	defer nc.Close()
-	fam := nftables.TableFamilyIPv4
-	if t.Family == V6 {
-		fam = nftables.TableFamilyIPv6
+	type want struct {
+		chain, target string
+		rules         int // with target "": the chain's rule count
 	}
-	jumps := func(chain, target string) bool {
-		j, _, err := jumpsIn(nc, fam, l.Table, chain, target)
-		return err == nil && len(j) > 0
-	}
+	var wants []want
 	for _, h := range l.Hooks {
-		if !jumps(h.Chain, l.Top) {
-			return false
-		}
+		wants = append(wants, want{chain: h.Chain, target: l.Top})
 	}
 	for _, f := range l.Fixed {
-		if !jumps(f.Hook.Chain, f.Name) {
-			return false
-		}
-		if j, others, err := jumpsIn(nc, fam, l.Table, f.Name, ""); err != nil || len(j)+others != len(f.Rules) {
-			return false
+		wants = append(wants, want{chain: f.Hook.Chain, target: f.Name}, want{chain: f.Name, rules: len(f.Rules)})
+	}
+	for _, w := range wants {
+		j, others, err := jumpsIn(nc, t.Family, l.Table, w.chain, w.target)
+		switch {
+		case err != nil:
+			return false, false
+		case w.target != "" && len(j) == 0, w.target == "" && others != w.rules:
+			return false, true
 		}
 	}
-	return true
+	return true, true
 }
 
 // closeLater closes fd, a netfilter netlink socket that deleted rules, in a
@@ -158,8 +162,9 @@ func closeLater(fd int) {
 
 // jumpsIn lists the rules of table's chain (one netlink dump, read without
 // decoding every expression): the handles of those that jump to target, and
-// how many others there are. A missing table or chain holds no rules.
-func jumpsIn(nc *netlink.Conn, fam nftables.TableFamily, table, chain, target string) (mine []uint64, others int, err error) {
+// how many others there are. A missing table or chain is an error wrapping
+// ENOENT.
+func jumpsIn(nc *netlink.Conn, fam Family, table, chain, target string) (mine []uint64, others int, err error) {
 	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
 		{Type: unix.NFTA_RULE_TABLE, Data: []byte(table + "\x00")},
 		{Type: unix.NFTA_RULE_CHAIN, Data: []byte(chain + "\x00")},
@@ -172,11 +177,8 @@ func jumpsIn(nc *netlink.Conn, fam nftables.TableFamily, table, chain, target st
 			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE),
 			Flags: netlink.Request | netlink.Dump,
 		},
-		Data: append([]byte{byte(fam), unix.NFNETLINK_V0, 0, 0}, attrs...),
+		Data: append([]byte{byte(fam.nft()), unix.NFNETLINK_V0, 0, 0}, attrs...),
 	})
-	if errors.Is(err, unix.ENOENT) {
-		return nil, 0, nil
-	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -200,78 +202,57 @@ func jumpsIn(nc *netlink.Conn, fam nftables.TableFamily, table, chain, target st
 // parseRule returns a rule message's handle and whether one of its
 // expressions is an immediate jump to chain.
 func parseRule(b []byte, chain string) (handle uint64, jumps bool, err error) {
-	ad, err := netlink.NewAttributeDecoder(b)
-	if err != nil {
-		return 0, false, err
-	}
-	for ad.Next() {
-		switch ad.Type() {
+	err = eachAttr(b, func(typ uint16, data []byte) {
+		switch typ {
 		case unix.NFTA_RULE_HANDLE:
-			if v := ad.Bytes(); len(v) == 8 {
-				handle = binary.BigEndian.Uint64(v)
+			if len(data) == 8 {
+				handle = binary.BigEndian.Uint64(data)
 			}
 		case unix.NFTA_RULE_EXPRESSIONS:
-			ad.Nested(func(list *netlink.AttributeDecoder) error {
-				for list.Next() {
-					list.Nested(func(e *netlink.AttributeDecoder) error {
-						var name string
-						var data []byte
-						for e.Next() {
-							switch e.Type() {
-							case unix.NFTA_EXPR_NAME:
-								name = e.String()
-							case unix.NFTA_EXPR_DATA:
-								data = e.Bytes()
-							}
-						}
-						if name == "immediate" && jumpData(data, chain) {
-							jumps = true
-						}
-						return nil
-					})
+			_ = eachAttr(data, func(_ uint16, e []byte) {
+				if cString(attr(e, unix.NFTA_EXPR_NAME)) == "immediate" && jumpData(attr(e, unix.NFTA_EXPR_DATA), chain) {
+					jumps = true
 				}
-				return nil
 			})
 		}
-	}
-	return handle, jumps, ad.Err()
+	})
+	return handle, jumps, err
 }
 
 // jumpData reports whether an immediate expression's data is a jump to chain.
 func jumpData(b []byte, chain string) bool {
-	var code uint32
-	var target string
-	walk := func(b []byte, typ uint16, fn func(*netlink.AttributeDecoder)) {
-		ad, err := netlink.NewAttributeDecoder(b)
-		if err != nil {
-			return
-		}
-		for ad.Next() {
-			if ad.Type() == typ {
-				fn(ad)
-			}
-		}
-	}
-	walk(b, unix.NFTA_IMMEDIATE_DATA, func(ad *netlink.AttributeDecoder) {
-		walk(ad.Bytes(), unix.NFTA_DATA_VERDICT, func(ad *netlink.AttributeDecoder) {
-			v, err := netlink.NewAttributeDecoder(ad.Bytes())
-			if err != nil {
-				return
-			}
-			for v.Next() {
-				switch v.Type() {
-				case unix.NFTA_VERDICT_CODE:
-					if x := v.Bytes(); len(x) == 4 {
-						code = binary.BigEndian.Uint32(x)
-					}
-				case unix.NFTA_VERDICT_CHAIN:
-					target = v.String()
-				}
-			}
-		})
-	})
-	return int32(code) == unix.NFT_JUMP && target == chain
+	verdict := attr(attr(b, unix.NFTA_IMMEDIATE_DATA), unix.NFTA_DATA_VERDICT)
+	code := attr(verdict, unix.NFTA_VERDICT_CODE)
+	return len(code) == 4 && int32(binary.BigEndian.Uint32(code)) == unix.NFT_JUMP &&
+		cString(attr(verdict, unix.NFTA_VERDICT_CHAIN)) == chain
 }
+
+// eachAttr calls fn with the type (flags masked off) and data of every
+// netlink attribute in b.
+func eachAttr(b []byte, fn func(typ uint16, data []byte)) error {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return err
+	}
+	for ad.Next() {
+		fn(ad.Type(), ad.Bytes())
+	}
+	return ad.Err()
+}
+
+// attr returns the data of b's first attribute of type typ, nil if none.
+func attr(b []byte, typ uint16) []byte {
+	var out []byte
+	_ = eachAttr(b, func(t uint16, data []byte) {
+		if t == typ && out == nil {
+			out = data
+		}
+	})
+	return out
+}
+
+// cString is a NUL-terminated netlink string.
+func cString(b []byte) string { return strings.TrimRight(string(b), "\x00") }
 
 // chainExists asks the kernel for one chain. The library flattens the
 // netlink error into text, so ENOENT is recognised by its message.

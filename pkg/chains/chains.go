@@ -327,9 +327,12 @@ func (t *Tables) Install(l Layout, chain string, dispatch, rules [][]string) err
 	// nf_tables holds them: iptables-restore's -C would read the top
 	// chain's rules too, a cost that grows with every container. Where
 	// they cannot be checked so (iptables-legacy), the transaction checks
-	// them itself with -C.
-	if t.Restore(RenderFastInstall(l, chain, dispatch, rules, !t.hooksInPlace(l))) == nil {
-		return nil
+	// them itself with -C; where they are known to be missing, the
+	// careful path runs at once.
+	if inPlace, known := t.hooks(l); inPlace || !known {
+		if t.Restore(RenderFastInstall(l, chain, dispatch, rules, !known)) == nil {
+			return nil
+		}
 	}
 	// The read-only checks run at once: every hook and fixed rule in place
 	// (a present hook proves its chain exists) and whether the container's
