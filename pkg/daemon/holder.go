@@ -195,10 +195,12 @@ func (h *holder) rediscover(rec leasestore.Record, want net.IP) bool {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(h.ctx, 3*time.Second)
 	defer cancel()
+	conn.Aim(h.s.serverOn(rec.Spec.Bridge))
 	ack, err := conn.Acquire(ctx, rec.Spec, want)
 	if err != nil {
 		return false
 	}
+	h.s.heardServer(rec.Spec.Bridge, conn, ack.ServerIdentifier())
 	return h.adopt(rec, ack, "rediscovery")
 }
 
@@ -407,7 +409,11 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 	if err != nil {
 		return fail(999, fmt.Sprintf("opening a DHCP socket on %s in %s", spec.IfName, spec.Netns), err)
 	}
+	conn.Aim(s.serverOn(spec.Bridge))
 	ack, err := conn.Acquire(actx, spec, want)
+	if err == nil {
+		s.heardServer(spec.Bridge, conn, ack.ServerIdentifier())
+	}
 	// Closing a packet socket waits for an RCU grace period (the kernel's
 	// packet_release calls synchronize_net): 5-25 ms here, more on a busy
 	// host. Nothing waits on it, so the answer goes out first.

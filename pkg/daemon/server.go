@@ -52,6 +52,7 @@ type Server struct {
 	mu        sync.Mutex
 	leases    map[lease.Key]*holder
 	acquiring map[lease.Key]bool
+	servers   map[string]net.HardwareAddr // bridge -> Ethernet address its DHCP server last answered from
 
 	conns atomic.Int64
 }
@@ -89,7 +90,30 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, store: st, log: cfg.Log,
 		leases:    map[lease.Key]*holder{},
 		acquiring: map[lease.Key]bool{},
+		servers:   map[string]net.HardwareAddr{},
 	}, nil
+}
+
+// serverOn is the Ethernet address the DHCP server on bridge last answered
+// from, nil when unknown.
+func (s *Server) serverOn(bridge string) net.HardwareAddr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.servers[bridge]
+}
+
+// heardServer notes where bridge's DHCP server answered from after an
+// exchange on conn that got a lease from server (forgotten when the
+// answer came relayed, from an address the connection did not see).
+func (s *Server) heardServer(bridge string, conn *lease.Conn, server net.IP) {
+	mac := conn.ServerMAC(server)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mac == nil {
+		delete(s.servers, bridge)
+		return
+	}
+	s.servers[bridge] = mac
 }
 
 // Run listens on the socket (or the one systemd passed), resumes the stored

@@ -67,6 +67,25 @@ type Conn struct {
 	c   *nclient4.Client
 	pc  net.PacketConn
 	mac net.HardwareAddr
+	raw *aimConn         // OpenRaw's packet socket; nil for OpenBound
+	aim net.HardwareAddr // where a DISCOVER goes first (Aim)
+}
+
+// Aim makes Acquire send its DISCOVER to the server at Ethernet address
+// mac first (one that answered on this LAN before, see ServerMAC), and
+// broadcast it only when no offer comes within 100 ms. Its REQUEST goes to
+// whoever sent the offer taken. A broadcast reaches every port of the
+// bridge at the sender's cost; the server gets the same IP packet either
+// way.
+func (c *Conn) Aim(mac net.HardwareAddr) { c.aim = mac }
+
+// ServerMAC is the Ethernet address packets from the server at ip came
+// from on this connection, nil when none did (a relayed answer, or none).
+func (c *Conn) ServerMAC(ip net.IP) net.HardwareAddr {
+	if c.raw == nil || ip == nil {
+		return nil
+	}
+	return c.raw.sourceMAC(ip)
 }
 
 // Close releases the socket.
@@ -84,13 +103,14 @@ func OpenRaw(ifname string, mac net.HardwareAddr, src net.IP) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening packet socket on %s: %w", ifname, err)
 	}
-	conn := nclient4.NewBroadcastUDPConn(raw, &net.UDPAddr{IP: src, Port: nclient4.ClientPort})
+	aimed := newAimConn(raw)
+	conn := nclient4.NewBroadcastUDPConn(aimed, &net.UDPAddr{IP: src, Port: nclient4.ClientPort})
 	c, err := nclient4.NewWithConn(conn, mac, nclient4.WithTimeout(time.Second), nclient4.WithRetry(1))
 	if err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("starting DHCP client on %s: %w", ifname, err)
 	}
-	return &Conn{c: c, pc: conn, mac: mac}, nil
+	return &Conn{c: c, pc: conn, mac: mac, raw: aimed}, nil
 }
 
 // OpenBound opens a client on a UDP socket on ifname for unicast renewals,
@@ -173,7 +193,7 @@ func (c *Conn) acquireOnce(ctx context.Context, mods []dhcpv4.Modifier, want net
 	// An unusable offer (no server ID, a broadcast address...) is skipped,
 	// not taken as the answer: another server, or a later packet, may
 	// still send a good one.
-	offer, err := c.sendWait(ctx, disc, wait, nclient4.IsAll(nclient4.IsMessageType(dhcpv4.MessageTypeOffer), usable))
+	offer, err := c.exchange(ctx, disc, c.aim, wait, nclient4.IsAll(nclient4.IsMessageType(dhcpv4.MessageTypeOffer), usable))
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +205,7 @@ func (c *Conn) acquireOnce(ctx context.Context, mods []dhcpv4.Modifier, want net
 	// names the offered address.
 	req.UpdateOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr))
 	req.UpdateOption(dhcpv4.OptServerIdentifier(offer.ServerIdentifier()))
-	ack, err := c.sendWait(ctx, req, wait, nclient4.IsAll(
+	ack, err := c.exchange(ctx, req, c.ServerMAC(offer.ServerIdentifier()), wait, nclient4.IsAll(
 		nclient4.IsCorrectServer(offer.ServerIdentifier()),
 		nakOrUsable))
 	if err != nil {
@@ -219,6 +239,21 @@ func checkReply(ack *dhcpv4.DHCPv4) (*dhcpv4.DHCPv4, error) {
 		return nil, fmt.Errorf("ignoring ACK: %w", err)
 	}
 	return ack, nil
+}
+
+// exchange sends p and waits up to wait for an answer m accepts. With mac
+// set, p first goes to that Ethernet address alone and is broadcast only
+// when no answer comes within aimWait.
+func (c *Conn) exchange(ctx context.Context, p *dhcpv4.DHCPv4, mac net.HardwareAddr, wait time.Duration, m nclient4.Matcher) (*dhcpv4.DHCPv4, error) {
+	if mac != nil && c.raw != nil {
+		c.raw.setAim(mac)
+		resp, err := c.sendWait(ctx, p, min(aimWait, wait), m)
+		c.raw.setAim(nil)
+		if !errors.Is(err, ErrNoOffer) {
+			return resp, err
+		}
+	}
+	return c.sendWait(ctx, p, wait, m)
 }
 
 // sendWait sends p to the broadcast address (or to dst) and waits up to wait
