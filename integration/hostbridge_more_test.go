@@ -182,3 +182,40 @@ func TestConflicts(t *testing.T) {
 		}
 	}
 }
+
+// A bridge whose address was not set by hand takes the lowest of its
+// ports' addresses: the ports lanwire adds must never be that lowest, or
+// the bridge's (and so the host's) address on the LAN would change as
+// containers come and go, and neighbours would keep the old one in their
+// ARP caches.
+func TestBridgeAddressStays(t *testing.T) {
+	t.Parallel()
+	l := newLAN(t, testlan.Options{HostIP: true})
+	d := startDaemon(t)
+	n := newNetwork(t, l, d, nil)
+	addr := func() string {
+		ifc, err := net.InterfaceByName(l.Bridge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ifc.HardwareAddr.String()
+	}
+	want := addr()
+	var as []attach
+	for i := range 6 {
+		a := attach{ID: fmt.Sprintf("brmac-%d-%s", i, l.ID), Netns: container(t, l)}
+		n.MustAdd(a)
+		as = append(as, a)
+		if got := addr(); got != want {
+			t.Fatalf("the bridge's address changed from %s to %s when container %d came", want, got, i)
+		}
+	}
+	for i, a := range as {
+		if err := n.Del(a); err != nil {
+			t.Fatal(err)
+		}
+		if got := addr(); got != want {
+			t.Fatalf("the bridge's address changed from %s to %s when container %d went", want, got, i)
+		}
+	}
+}

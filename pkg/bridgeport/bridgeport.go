@@ -3,6 +3,7 @@
 package bridgeport
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +21,21 @@ var (
 	ErrNotFound  = errors.New("link not found")
 	ErrNotBridge = errors.New("link is not a bridge")
 )
+
+// PortMAC is an Ethernet address for the bridge's end of a veth pair:
+// fe:ff and four random bytes, higher than any address a NIC or the kernel
+// is likely to hold. A bridge whose address was not set by hand takes the
+// lowest of its ports': a port with a lower one would change the bridge's
+// address when it comes and again when it goes, and hosts and containers on
+// the LAN would keep sending to the old one until their ARP entries
+// expired (seen here: a container lost the host for seconds after another
+// container's DEL). libvirt gives its tap devices fe: addresses for the
+// same reason.
+func PortMAC() net.HardwareAddr {
+	mac := net.HardwareAddr{0xfe, 0xff, 0, 0, 0, 0}
+	_, _ = rand.Read(mac[2:])
+	return mac
+}
 
 // Lookup returns the bridge called name in the current netns.
 func Lookup(name string) (*netlink.Bridge, error) {

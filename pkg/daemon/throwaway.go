@@ -32,6 +32,7 @@ func releaseViaBridge(rec leasestore.Record, v4, v6 bool) error {
 	la := netlink.NewLinkAttrs()
 	la.Name = host
 	la.MasterIndex = br.Attrs().Index
+	la.HardwareAddr = bridgeport.PortMAC()
 	veth := &netlink.Veth{LinkAttrs: la, PeerName: peer, PeerHardwareAddr: mac}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("creating throw-away port %s on %s: %w", host, rec.Spec.Bridge, err)

@@ -9,6 +9,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
+	"github.com/lanwire/lanwire/pkg/bridgeport"
 	"github.com/lanwire/lanwire/pkg/netconf"
 )
 
@@ -56,6 +57,7 @@ func setupVeth(o vethOpts) (vethLinks, error) {
 	la := netlink.NewLinkAttrs()
 	la.Name = o.HostName
 	la.MTU = o.MTU
+	la.HardwareAddr = bridgeport.PortMAC()
 	veth := &netlink.Veth{
 		LinkAttrs:        la,
 		PeerName:         o.ContName,
