@@ -226,7 +226,8 @@ func TestOfflineEgress(t *testing.T) {
 			t.Fatalf("CHECK: %v", err)
 		}
 		chain := egress.ChainName(offNet.Name, off.ID)
-		if out, err := exec.Command("iptables", "-t", "mangle", "-D", chain, "-j", "DROP").CombinedOutput(); err != nil {
+		rules4, rules6 := sharedOf(t, "iptables", chain), sharedOf(t, "ip6tables", chain)
+		if out, err := exec.Command("iptables", "-t", "mangle", "-D", rules4, "-j", "DROP").CombinedOutput(); err != nil {
 			t.Fatalf("removing a rule by hand: %v %s", err, out)
 		}
 		err := offNet.Check(off)
@@ -253,12 +254,88 @@ func TestOfflineEgress(t *testing.T) {
 				t.Errorf("DEL %s: %v", a.ID, err)
 			}
 		}
-		for _, c := range []string{chain, egress.ChainName(offNet.Name, keep.ID)} {
+		for _, c := range []string{chain, egress.ChainName(offNet.Name, keep.ID), rules4, rules6} {
 			if chainExists(c) {
 				t.Errorf("chain %s left after DEL", c)
 			}
 		}
 	})
+}
+
+// sharedOf returns the chain that chain's goto leads to (tool is iptables
+// or ip6tables): where a container's offline-egress rules are.
+func sharedOf(t *testing.T, tool, chain string) string {
+	t.Helper()
+	out, err := exec.Command(tool, "-t", "mangle", "-S", chain).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s -S %s: %v %s", tool, chain, err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if _, target, ok := strings.Cut(line, " -g "); ok {
+			return strings.TrimSpace(target)
+		}
+	}
+	t.Fatalf("%s chain %s holds no goto:\n%s", tool, chain, out)
+	return ""
+}
+
+// Containers with the same allowlist on one LAN share one chain of rules,
+// each family's; their own chains hold a goto to it. Each stays filtered,
+// a DEL leaves the other filtered, CHECK sees a rule removed from the
+// shared chain, and the last DEL takes the shared chain away.
+func TestOfflineSharedChain(t *testing.T) {
+	t.Parallel()
+	g := newOfflineGround(t, "2m")
+	conf := g.offlineConf()
+	conf["logBlocked"] = false
+	offNet := g.network(t, "share", conf)
+	a := attach{ID: "share-a-" + g.lan.ID, Netns: container(t, g.lan)}
+	b := attach{ID: "share-b-" + g.lan.ID, Netns: container(t, g.lan)}
+	offNet.MustAdd(a)
+	offNet.MustAdd(b)
+	var shared []string
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		sa, sb := sharedOf(t, tool, egress.ChainName(offNet.Name, a.ID)), sharedOf(t, tool, egress.ChainName(offNet.Name, b.ID))
+		if sa != sb {
+			t.Fatalf("%s: the two containers' chains go to %s and %s, want one shared chain", tool, sa, sb)
+		}
+		shared = append(shared, sa)
+	}
+	internet, mirror := tcpProbe(g.lan.Internet+":80"), tcpProbe(g.lan.HostAddr+":8000")
+	for _, c := range []attach{a, b} {
+		expect(t, c.Netns, false, internet)
+		expect(t, c.Netns, true, mirror)
+		if err := offNet.Check(c); err != nil {
+			t.Errorf("CHECK %s: %v", c.ID, err)
+		}
+	}
+	if err := offNet.Del(a); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	expect(t, b.Netns, false, internet)
+	expect(t, b.Netns, true, mirror)
+	for _, c := range shared {
+		if !chainExists(c) {
+			t.Errorf("the shared chain %s went with the first DEL", c)
+		}
+	}
+	if err := offNet.Check(b); err != nil {
+		t.Errorf("CHECK after the other's DEL: %v", err)
+	}
+	if out, err := exec.Command("ip6tables", "-t", "mangle", "-D", shared[1], "-j", "DROP").CombinedOutput(); err != nil {
+		t.Fatalf("removing a rule by hand: %v %s", err, out)
+	}
+	if err := offNet.Check(b); err == nil || !strings.Contains(err.Error(), "DROP") {
+		t.Errorf("CHECK after a shared rule was removed: %v", err)
+	}
+	if err := offNet.Del(b); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	for _, c := range append(shared, egress.ChainName(offNet.Name, a.ID), egress.ChainName(offNet.Name, b.ID)) {
+		if chainExists(c) {
+			t.Errorf("chain %s left after the last DEL", c)
+		}
+	}
 }
 
 func chainExists(chain string) bool {

@@ -84,8 +84,20 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 				return false
 			}
 		}
+		gotos, err := gotosIn(nc, t.Family, l.Table, chain)
+		if err != nil {
+			return false
+		}
 		c.FlushChain(own)
 		c.DelChain(own)
+		// A shared chain only this container used goes with it.
+		for target, n := range gotos {
+			if refs, err := referrers(nc, t.Family, l.Table, target); err == nil && refs == n {
+				sh := &nftables.Chain{Name: target, Table: table}
+				c.FlushChain(sh)
+				c.DelChain(sh)
+			}
+		}
 		touched++
 	}
 	if touched == 0 {
@@ -165,20 +177,7 @@ func closeLater(fd int) {
 // how many others there are. A missing table or chain is an error wrapping
 // ENOENT.
 func jumpsIn(nc *netlink.Conn, fam Family, table, chain, target string) (mine []uint64, others int, err error) {
-	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFTA_RULE_TABLE, Data: []byte(table + "\x00")},
-		{Type: unix.NFTA_RULE_CHAIN, Data: []byte(chain + "\x00")},
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	msgs, err := nc.Execute(netlink.Message{
-		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE),
-			Flags: netlink.Request | netlink.Dump,
-		},
-		Data: append([]byte{byte(fam.nft()), unix.NFNETLINK_V0, 0, 0}, attrs...),
-	})
+	msgs, err := dumpRules(nc, fam, table, chain)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -199,6 +198,24 @@ func jumpsIn(nc *netlink.Conn, fam Family, table, chain, target string) (mine []
 	return mine, others, nil
 }
 
+// dumpRules asks nf_tables for the rules of table's chain.
+func dumpRules(nc *netlink.Conn, fam Family, table, chain string) ([]netlink.Message, error) {
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_RULE_TABLE, Data: []byte(table + "\x00")},
+		{Type: unix.NFTA_RULE_CHAIN, Data: []byte(chain + "\x00")},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return nc.Execute(netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE),
+			Flags: netlink.Request | netlink.Dump,
+		},
+		Data: append([]byte{byte(fam.nft()), unix.NFNETLINK_V0, 0, 0}, attrs...),
+	})
+}
+
 // parseRule returns a rule message's handle and whether one of its
 // expressions is an immediate jump to chain.
 func parseRule(b []byte, chain string) (handle uint64, jumps bool, err error) {
@@ -210,7 +227,7 @@ func parseRule(b []byte, chain string) (handle uint64, jumps bool, err error) {
 			}
 		case unix.NFTA_RULE_EXPRESSIONS:
 			_ = eachAttr(data, func(_ uint16, e []byte) {
-				if cString(attr(e, unix.NFTA_EXPR_NAME)) == "immediate" && jumpData(attr(e, unix.NFTA_EXPR_DATA), chain) {
+				if code, target := verdictOf(e); code == unix.NFT_JUMP && target == chain {
 					jumps = true
 				}
 			})
@@ -219,12 +236,46 @@ func parseRule(b []byte, chain string) (handle uint64, jumps bool, err error) {
 	return handle, jumps, err
 }
 
-// jumpData reports whether an immediate expression's data is a jump to chain.
-func jumpData(b []byte, chain string) bool {
-	verdict := attr(attr(b, unix.NFTA_IMMEDIATE_DATA), unix.NFTA_DATA_VERDICT)
-	code := attr(verdict, unix.NFTA_VERDICT_CODE)
-	return len(code) == 4 && int32(binary.BigEndian.Uint32(code)) == unix.NFT_JUMP &&
-		cString(attr(verdict, unix.NFTA_VERDICT_CHAIN)) == chain
+// verdictOf returns the verdict code and chain of an immediate expression
+// that sets a verdict (code 0 for any other expression).
+func verdictOf(e []byte) (code int32, chain string) {
+	if cString(attr(e, unix.NFTA_EXPR_NAME)) != "immediate" {
+		return 0, ""
+	}
+	verdict := attr(attr(attr(e, unix.NFTA_EXPR_DATA), unix.NFTA_IMMEDIATE_DATA), unix.NFTA_DATA_VERDICT)
+	c := attr(verdict, unix.NFTA_VERDICT_CODE)
+	if len(c) != 4 {
+		return 0, ""
+	}
+	return int32(binary.BigEndian.Uint32(c)), cString(attr(verdict, unix.NFTA_VERDICT_CHAIN))
+}
+
+// gotosIn counts, by target, the gotos of table's chain (one netlink dump).
+func gotosIn(nc *netlink.Conn, fam Family, table, chain string) (map[string]uint32, error) {
+	msgs, err := dumpRules(nc, fam, table, chain)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint32{}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		err := eachAttr(m.Data[4:], func(typ uint16, data []byte) {
+			if typ != unix.NFTA_RULE_EXPRESSIONS {
+				return
+			}
+			_ = eachAttr(data, func(_ uint16, e []byte) {
+				if code, target := verdictOf(e); code == unix.NFT_GOTO {
+					out[target]++
+				}
+			})
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // eachAttr calls fn with the type (flags masked off) and data of every

@@ -1,6 +1,7 @@
 // Package chains keeps per-container iptables chains: a frozen top chain
 // reached from built-in hooks, one dispatch rule set and one chain per
-// container, each change applied atomically: ADD with iptables-restore
+// container (holding its rules, or a goto to a Shared chain of them), each
+// change applied atomically: ADD with iptables-restore
 // --noflush per family, DEL in one nf_tables transaction for both families
 // (RemoveAll), callers serialized by the layout's lock.
 package chains
@@ -319,6 +320,12 @@ func (t *Tables) dispatchLines(l Layout, chain string) ([]string, error) {
 // Install puts the container's chain and its dispatch rules in place in one
 // atomic change, replacing an earlier version (ADD is idempotent).
 func (t *Tables) Install(l Layout, chain string, dispatch, rules [][]string) error {
+	return t.install(l, chain, dispatch, rules, nil)
+}
+
+// install is Install; with sh set, rules is the goto to sh, and sh is put
+// in place in the same transaction unless nf_tables says it is.
+func (t *Tables) install(l Layout, chain string, dispatch, rules [][]string, sh *Shared) error {
 	// The common case in one process and one transaction: the hooks and
 	// fixed rules are in place, the container's chain is new (-N), and its
 	// dispatch rules and rules go in. Anything else (a first container, a
@@ -330,7 +337,17 @@ func (t *Tables) Install(l Layout, chain string, dispatch, rules [][]string) err
 	// them itself with -C; where they are known to be missing, the
 	// careful path runs at once.
 	if inPlace, known := t.hooks(l); inPlace || !known {
-		if t.Restore(RenderFastInstall(l, chain, dispatch, rules, !known)) == nil {
+		// A shared chain in place is left alone: refilling one that
+		// 500 containers go to took 16 ms. Missing, short of a rule, or
+		// where nf_tables cannot tell, it is (re)filled in the same
+		// transaction.
+		fastSh := sh
+		if sh != nil {
+			if inPlace, _ := t.sharedInPlace(l.Table, sh); inPlace {
+				fastSh = nil
+			}
+		}
+		if t.Restore(RenderFastInstall(l, chain, dispatch, rules, !known, fastSh)) == nil {
 			return nil
 		}
 	}
@@ -368,7 +385,7 @@ func (t *Tables) Install(l Layout, chain string, dispatch, rules [][]string) err
 			return err
 		}
 	}
-	return t.Restore(RenderInstall(l, chain, old, dispatch, rules))
+	return t.Restore(RenderInstall(l, chain, old, dispatch, rules, sh))
 }
 
 // allOf runs read-only checks concurrently (each is an iptables process).
@@ -400,8 +417,9 @@ func OpenAll(fams ...Family) ([]*Tables, []error) {
 
 // RenderFastInstall is the iptables-restore input of Install's fast path:
 // it fails, changing nothing, when chain exists already, or, with
-// checkHooks, when a hook or fixed rule is missing.
-func RenderFastInstall(l Layout, chain string, dispatch, rules [][]string, checkHooks bool) string {
+// checkHooks, when a hook or fixed rule is missing. sh, when set, is
+// created (or refilled) first.
+func RenderFastInstall(l Layout, chain string, dispatch, rules [][]string, checkHooks bool, sh *Shared) string {
 	var b strings.Builder
 	b.WriteString("*" + l.Table + "\n")
 	if checkHooks {
@@ -415,6 +433,9 @@ func RenderFastInstall(l Layout, chain string, dispatch, rules [][]string, check
 			b.WriteString("-C " + h.Chain + " " + Quote(h.Rule) + "\n")
 		}
 	}
+	if sh != nil {
+		b.WriteString(sh.render())
+	}
 	b.WriteString("-N " + chain + "\n")
 	for _, d := range dispatch {
 		b.WriteString("-A " + l.Top + " " + Quote(d) + "\n")
@@ -427,10 +448,14 @@ func RenderFastInstall(l Layout, chain string, dispatch, rules [][]string, check
 }
 
 // RenderInstall is the iptables-restore input that installs a chain,
-// deleting the dispatch lines old (as listed by -S) first.
-func RenderInstall(l Layout, chain string, old []string, dispatch, rules [][]string) string {
+// deleting the dispatch lines old (as listed by -S) first; sh, when set,
+// is created (or refilled) first.
+func RenderInstall(l Layout, chain string, old []string, dispatch, rules [][]string, sh *Shared) string {
 	var b strings.Builder
 	b.WriteString("*" + l.Table + "\n")
+	if sh != nil {
+		b.WriteString(sh.render())
+	}
 	b.WriteString(":" + chain + " - [0:0]\n") // creates, or flushes, the chain
 	for _, line := range old {
 		b.WriteString("-D " + strings.TrimPrefix(line, "-A ") + "\n")
@@ -449,6 +474,16 @@ func RenderInstall(l Layout, chain string, old []string, dispatch, rules [][]str
 // then the top chain and hooks once no container uses them. What is
 // already gone is not an error.
 func (t *Tables) Remove(l Layout, chain string) error {
+	targets := t.gotoTargets(l.Table, chain)
+	err := t.remove(l, chain)
+	for _, sh := range targets {
+		t.dropUnused(l.Table, sh)
+	}
+	return err
+}
+
+// remove is Remove without the shared chains.
+func (t *Tables) remove(l Layout, chain string) error {
 	if t.fastRemove(l, chain) {
 		return nil
 	}
@@ -586,13 +621,18 @@ func (t *Tables) Check(l Layout, chain string, dispatch, rules [][]string) error
 			return fmt.Errorf("%s dispatch rule to %s is missing: %s", t.Family, chain, strings.Join(d, " "))
 		}
 	}
+	return t.checkRules(l.Table, chain, rules)
+}
+
+// checkRules verifies that chain holds every rule of rules and nothing else.
+func (t *Tables) checkRules(table, chain string, rules [][]string) error {
 	for _, r := range rules {
-		ok, err := t.Exists(l.Table, chain, r...)
+		ok, err := t.Exists(table, chain, r...)
 		if err != nil || !ok {
 			return fmt.Errorf("%s rule missing from %s: %s", t.Family, chain, strings.Join(r, " "))
 		}
 	}
-	lines, err := t.List(l.Table, chain)
+	lines, err := t.List(table, chain)
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", chain, err)
 	}

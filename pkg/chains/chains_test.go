@@ -25,15 +25,24 @@ func TestRenderFastInstall(t *testing.T) {
 	checks := "-C POSTROUTING -j MASQ\n" +
 		"-C MASQ -j MASQUERADE\n" +
 		"-C PREROUTING -m comment --comment \"a hook\" -j TOP\n"
+	sh := &Shared{Name: "S1", Rules: [][]string{{"-p", "tcp", "-j", "RETURN"}, {"-j", "DROP"}}}
+	shared := ":S1 - [0:0]\n-A S1 -p tcp -j RETURN\n-A S1 -j DROP\n" +
+		"-N C1\n" +
+		"-A TOP -d 10.0.0.1/32 -j C1\n" +
+		"-A C1 -g S1\n" +
+		"COMMIT\n"
 	for _, tc := range []struct {
 		checkHooks bool
+		rules      [][]string
+		sh         *Shared
 		want       string
 	}{
-		{true, "*nat\n" + checks + install},
-		{false, "*nat\n" + install},
+		{true, rules, nil, "*nat\n" + checks + install},
+		{false, rules, nil, "*nat\n" + install},
+		{false, sh.goTo(), sh, "*nat\n" + shared},
 	} {
-		if got := RenderFastInstall(l, "C1", dispatch, rules, tc.checkHooks); got != tc.want {
-			t.Errorf("checkHooks %v: got\n%s\nwant\n%s", tc.checkHooks, got, tc.want)
+		if got := RenderFastInstall(l, "C1", dispatch, tc.rules, tc.checkHooks, tc.sh); got != tc.want {
+			t.Errorf("checkHooks %v, shared %v: got\n%s\nwant\n%s", tc.checkHooks, tc.sh != nil, got, tc.want)
 		}
 	}
 }

@@ -34,5 +34,5 @@ func ParseComment(c string) (network, containerID string, ok bool) {
 // RenderInstall is the iptables-restore input that installs s for family f,
 // deleting the dispatch lines old first.
 func RenderInstall(s Spec, f Family, old []string) string {
-	return chains.RenderInstall(Layout, s.Chain, old, [][]string{s.DispatchRule()}, s.Rules(f))
+	return chains.RenderInstall(Layout, s.Chain, old, [][]string{s.DispatchRule()}, s.Rules(f), nil)
 }

@@ -138,3 +138,39 @@ func TestNamesAndComments(t *testing.T) {
 		t.Error("log prefix longer than the kernel's 29 bytes")
 	}
 }
+
+func TestShared(t *testing.T) {
+	other := func(edit func(*Spec)) Spec {
+		s := testSpec()
+		s.LogPrefix = ""
+		edit(&s)
+		return s
+	}
+	base := other(func(*Spec) {})
+	for _, tc := range []struct {
+		name  string
+		s     Spec
+		f     Family
+		share bool
+	}{
+		{"another container on the same LAN", other(func(s *Spec) {
+			s.Chain, s.Comment, s.HostIf = ChainName("lan", "c2"), Comment("lan", "c2"), "lw9876543210"
+		}), V4, true},
+		{"another network with the same rules", other(func(s *Spec) { s.Chain = ChainName("lan2", "c1") }), V4, true},
+		{"another LAN", other(func(s *Spec) { s.Subnets = []*net.IPNet{mustNet("10.9.9.0/24")} }), V4, false},
+		{"another allowlist", other(func(s *Spec) { s.Allow = s.Allow[:1] }), V4, false},
+		{"blocked attempts logged with the container's ID", other(func(s *Spec) { s.LogPrefix = LogPrefix("c2") }), V4, false},
+		{"the other family", base, V6, false},
+	} {
+		got := tc.s.Shared(tc.f)
+		if same := got.Name == base.Shared(V4).Name; same != tc.share {
+			t.Errorf("%s: shares %v, want %v", tc.name, same, tc.share)
+		}
+		if !strings.HasPrefix(got.Name, SharedPrefix) || len(got.Name) > 28 {
+			t.Errorf("%s: name %q", tc.name, got.Name)
+		}
+		if len(got.Rules) != len(tc.s.Rules(tc.f)) {
+			t.Errorf("%s: %d rules, want %d", tc.name, len(got.Rules), len(tc.s.Rules(tc.f)))
+		}
+	}
+}

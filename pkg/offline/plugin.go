@@ -166,7 +166,7 @@ func Add(args *skel.CmdArgs) error {
 	undo := func() { _ = chains.RemoveAll(tables, egressLayout, s.Chain) }
 	// Both families at once: each is its own iptables processes.
 	if err := chains.Each(tables, func(t *chains.Tables) error {
-		return t.Install(egress.Layout, s.Chain, [][]string{s.DispatchRule()}, s.Rules(t.Family))
+		return t.InstallShared(egress.Layout, s.Chain, [][]string{s.DispatchRule()}, s.Shared(t.Family))
 	}); err != nil {
 		undo()
 		return firewallError(err)
@@ -239,11 +239,11 @@ func Check(args *skel.CmdArgs) error {
 		return err
 	}
 	dispatch := [][]string{s.DispatchRule()}
-	if err := t4.Check(egress.Layout, s.Chain, dispatch, s.Rules(chains.V4)); err != nil {
+	if err := t4.CheckShared(egress.Layout, s.Chain, dispatch, s.Shared(chains.V4)); err != nil {
 		return err
 	}
 	if t6, err := chains.Open(chains.V6); err == nil {
-		return t6.Check(egress.Layout, s.Chain, dispatch, s.Rules(chains.V6))
+		return t6.CheckShared(egress.Layout, s.Chain, dispatch, s.Shared(chains.V6))
 	} else if hasV6(prev) {
 		return err
 	}
