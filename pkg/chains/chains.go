@@ -342,10 +342,8 @@ func (t *Tables) install(l Layout, chain string, dispatch, rules [][]string, sh 
 		// where nf_tables cannot tell, it is (re)filled in the same
 		// transaction.
 		fastSh := sh
-		if sh != nil {
-			if inPlace, _ := t.sharedInPlace(l.Table, sh); inPlace {
-				fastSh = nil
-			}
+		if sh != nil && t.sharedInPlace(l.Table, sh) {
+			fastSh = nil
 		}
 		if t.Restore(RenderFastInstall(l, chain, dispatch, rules, !known, fastSh)) == nil {
 			return nil
