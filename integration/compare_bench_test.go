@@ -113,6 +113,7 @@ func run(b *testing.B, l *testlan.LAN, n *network, count, offset int, mapping bo
 			as[i].Caps = map[string]any{"portMappings": []map[string]any{{"hostPort": offset + i, "containerPort": 80, "protocol": "tcp"}}}
 		}
 	}
+	settle()
 	for _, a := range as {
 		start := time.Now()
 		if _, err := n.Add(a); err != nil {
@@ -141,6 +142,7 @@ func parallel(b *testing.B, l *testlan.LAN, n *network, count, offset int) (time
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	errs := 0
+	settle()
 	start := time.Now()
 	for _, a := range as {
 		wg.Add(1)
@@ -231,6 +233,39 @@ func compare(b *testing.B) {
 	printReport(b, r)
 }
 
+// settle waits, at most 60 s, until the host is nearly idle (90% over half
+// a second): the kernel tears deleted network namespaces down in the
+// background for seconds after a phase that deleted hundreds, and ADDs
+// measured meanwhile run slower for that alone. Each phase, ours and
+// upstream's, starts settled.
+func settle() {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+		idle0, total0 := cpuTicks()
+		time.Sleep(500 * time.Millisecond)
+		idle1, total1 := cpuTicks()
+		if total1 > total0 && float64(idle1-idle0) >= 0.9*float64(total1-total0) {
+			return
+		}
+	}
+}
+
+// cpuTicks returns the host's idle and total CPU time from /proc/stat.
+func cpuTicks() (idle, total uint64) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseUint(f, 10, 64)
+		total += v
+		if i == 3 || i == 4 { // idle, iowait
+			idle += v
+		}
+	}
+	return idle, total
+}
+
 // alone times a chained plugin by itself: ADD and DEL with a prevResult
 // naming a real veth on the LAN bridge.
 func alone(b *testing.B, l *testlan.LAN, name string, count int) (adds, dels []time.Duration) {
@@ -259,6 +294,7 @@ func alone(b *testing.B, l *testlan.LAN, name string, count int) (adds, dels []t
 		}
 		defer exec.Command("ip", "link", "del", host).Run()
 	}
+	settle()
 	for i := 0; i < count; i++ {
 		start := time.Now()
 		if err := runPluginExec(name, "ADD", fmt.Sprintf("alone-%d", i), conf(i)); err != nil {
