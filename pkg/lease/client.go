@@ -71,8 +71,8 @@ type Conn struct {
 	aim net.HardwareAddr // where a DISCOVER goes first (Aim)
 }
 
-// Aim makes Acquire send its DISCOVER to the server at Ethernet address
-// mac first (one that answered on this LAN before, see ServerMAC), and
+// Aim makes Acquire send its first DISCOVER to the server at Ethernet
+// address mac (one that answered on this LAN before, see ServerMAC), and
 // broadcast it only when no offer comes within 100 ms. Its REQUEST goes to
 // whoever sent the offer taken. A broadcast reaches every port of the
 // bridge at the sender's cost; the server gets the same IP packet either
@@ -193,7 +193,11 @@ func (c *Conn) acquireOnce(ctx context.Context, mods []dhcpv4.Modifier, want net
 	// An unusable offer (no server ID, a broadcast address...) is skipped,
 	// not taken as the answer: another server, or a later packet, may
 	// still send a good one.
-	offer, err := c.exchange(ctx, disc, c.aim, wait, nclient4.IsAll(nclient4.IsMessageType(dhcpv4.MessageTypeOffer), usable))
+	// Only the first attempt aims: a server that did not answer it may be
+	// gone, and later attempts broadcast at once.
+	aim := c.aim
+	c.aim = nil
+	offer, err := c.exchange(ctx, disc, aim, wait, nclient4.IsAll(nclient4.IsMessageType(dhcpv4.MessageTypeOffer), usable))
 	if err != nil {
 		return nil, err
 	}
