@@ -69,8 +69,11 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 			return false
 		}
 		own := &nftables.Chain{Name: chain, Table: table}
-		exists, err := chainExists(c, table, chain)
-		if err != nil {
+		// One dump of the container's chain says whether it exists and
+		// which shared chains it goes to.
+		gotos, err := gotosIn(nc, t.Family, l.Table, chain)
+		exists := err == nil
+		if err != nil && !errors.Is(err, unix.ENOENT) {
 			return false
 		}
 		switch {
@@ -84,14 +87,13 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 				return false
 			}
 		}
-		gotos, err := gotosIn(nc, t.Family, l.Table, chain)
-		if err != nil {
-			return false
-		}
 		c.FlushChain(own)
 		c.DelChain(own)
 		// A shared chain only this container used goes with it.
 		for target, n := range gotos {
+			if !l.ownsShared(target) {
+				continue
+			}
 			if refs, err := referrers(nc, t.Family, l.Table, target); err == nil && refs == n {
 				sh := &nftables.Chain{Name: target, Table: table}
 				c.FlushChain(sh)
@@ -116,17 +118,15 @@ func (f Family) nft() nftables.TableFamily {
 	return nftables.TableFamilyIPv4
 }
 
-// hooks asks the kernel's nf_tables whether every hook of l is in place (a
+// hooks asks the kernel's nf_tables, over nc (nil: no netlink), whether every hook of l is in place (a
 // rule of the hook's chain jumping to the top or fixed chain) and every
 // fixed chain holds its number of rules: a dump of each small built-in
 // chain. known is false when nf_tables cannot tell: no netlink, or a table
 // or chain it does not hold (an iptables-legacy host, a table not used yet).
-func (t *Tables) hooks(l Layout) (inPlace, known bool) {
-	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
-	if err != nil {
+func (t *Tables) hooks(nc *netlink.Conn, l Layout) (inPlace, known bool) {
+	if nc == nil {
 		return false, false
 	}
-	defer nc.Close()
 	type want struct {
 		chain, target string
 		rules         int // with target "": the chain's rule count
@@ -200,19 +200,24 @@ func jumpsIn(nc *netlink.Conn, fam Family, table, chain, target string) (mine []
 
 // dumpRules asks nf_tables for the rules of table's chain.
 func dumpRules(nc *netlink.Conn, fam Family, table, chain string) ([]netlink.Message, error) {
-	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFTA_RULE_TABLE, Data: []byte(table + "\x00")},
-		{Type: unix.NFTA_RULE_CHAIN, Data: []byte(chain + "\x00")},
-	})
+	return nftGet(nc, fam, unix.NFT_MSG_GETRULE, netlink.Dump,
+		netlink.Attribute{Type: unix.NFTA_RULE_TABLE, Data: []byte(table + "\x00")},
+		netlink.Attribute{Type: unix.NFTA_RULE_CHAIN, Data: []byte(chain + "\x00")})
+}
+
+// nftGet sends one nf_tables get request of type msg (with flags added to
+// Request) for family fam and returns the answers.
+func nftGet(nc *netlink.Conn, fam Family, msg uint16, flags netlink.HeaderFlags, attrs ...netlink.Attribute) ([]netlink.Message, error) {
+	data, err := netlink.MarshalAttributes(attrs)
 	if err != nil {
 		return nil, err
 	}
 	return nc.Execute(netlink.Message{
 		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE),
-			Flags: netlink.Request | netlink.Dump,
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | msg),
+			Flags: netlink.Request | flags,
 		},
-		Data: append([]byte{byte(fam.nft()), unix.NFNETLINK_V0, 0, 0}, attrs...),
+		Data: append([]byte{byte(fam.nft()), unix.NFNETLINK_V0, 0, 0}, data...),
 	})
 }
 
@@ -304,16 +309,3 @@ func attr(b []byte, typ uint16) []byte {
 
 // cString is a NUL-terminated netlink string.
 func cString(b []byte) string { return strings.TrimRight(string(b), "\x00") }
-
-// chainExists asks the kernel for one chain. The library flattens the
-// netlink error into text, so ENOENT is recognised by its message.
-func chainExists(c *nftables.Conn, table *nftables.Table, name string) (bool, error) {
-	_, err := c.ListChain(table, name)
-	switch {
-	case err == nil:
-		return true, nil
-	case strings.Contains(err.Error(), "no such file or directory"):
-		return false, nil
-	}
-	return false, err
-}

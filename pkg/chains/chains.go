@@ -19,6 +19,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/coreos/go-iptables/iptables"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,6 +68,9 @@ type Layout struct {
 	Fixed []Fixed
 	// Lock serializes the plugin's changes (a file path).
 	Lock string
+	// SharedPrefix starts the names of the layout's Shared chains (empty:
+	// it has none); a container's removal takes only such chains with it.
+	SharedPrefix string
 }
 
 // TakeLock takes the layout's lock file, waiting at most LockWait seconds
@@ -336,13 +340,17 @@ func (t *Tables) install(l Layout, chain string, dispatch, rules [][]string, sh 
 	// they cannot be checked so (iptables-legacy), the transaction checks
 	// them itself with -C; where they are known to be missing, the
 	// careful path runs at once.
-	if inPlace, known := t.hooks(l); inPlace || !known {
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil) // nil when it fails
+	if err == nil {
+		defer nc.Close()
+	}
+	if inPlace, known := t.hooks(nc, l); inPlace || !known {
 		// A shared chain in place is left alone: refilling one that
 		// 500 containers go to took 16 ms. Missing, short of a rule, or
 		// where nf_tables cannot tell, it is (re)filled in the same
 		// transaction.
 		fastSh := sh
-		if sh != nil && t.sharedInPlace(l.Table, sh) {
+		if sh != nil && t.sharedInPlace(nc, l.Table, sh) {
 			fastSh = nil
 		}
 		if t.Restore(RenderFastInstall(l, chain, dispatch, rules, !known, fastSh)) == nil {
@@ -472,7 +480,7 @@ func RenderInstall(l Layout, chain string, old []string, dispatch, rules [][]str
 // then the top chain and hooks once no container uses them. What is
 // already gone is not an error.
 func (t *Tables) Remove(l Layout, chain string) error {
-	targets := t.gotoTargets(l.Table, chain)
+	targets := t.sharedTargets(l, chain)
 	err := t.remove(l, chain)
 	for _, sh := range targets {
 		t.dropUnused(l.Table, sh)

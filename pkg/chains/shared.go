@@ -54,15 +54,13 @@ func (t *Tables) CheckShared(l Layout, chain string, dispatch [][]string, sh Sha
 	return t.checkRules(l.Table, sh.Name, sh.Rules)
 }
 
-// sharedInPlace asks nf_tables whether table holds sh with as many rules
+// sharedInPlace asks nf_tables, over nc (nil: no netlink), whether table holds sh with as many rules
 // as it should (a rule deleted by hand is noticed; a changed one is left to
 // CHECK); false also when it cannot tell (no netlink, iptables-legacy).
-func (t *Tables) sharedInPlace(table string, sh *Shared) bool {
-	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
-	if err != nil {
+func (t *Tables) sharedInPlace(nc *netlink.Conn, table string, sh *Shared) bool {
+	if nc == nil {
 		return false
 	}
-	defer nc.Close()
 	rules, err := dumpRules(nc, t.Family, table, sh.Name)
 	return err == nil && len(rules) == len(sh.Rules)
 }
@@ -71,20 +69,9 @@ func (t *Tables) sharedInPlace(table string, sh *Shared) bool {
 // chain: the rules it holds plus the rules that jump or go to it. A missing
 // chain is an error wrapping ENOENT.
 func chainUse(nc *netlink.Conn, fam Family, table, chain string) (uint32, error) {
-	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
-		{Type: unix.NFTA_CHAIN_TABLE, Data: []byte(table + "\x00")},
-		{Type: unix.NFTA_CHAIN_NAME, Data: []byte(chain + "\x00")},
-	})
-	if err != nil {
-		return 0, err
-	}
-	msgs, err := nc.Execute(netlink.Message{
-		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETCHAIN),
-			Flags: netlink.Request,
-		},
-		Data: append([]byte{byte(fam.nft()), unix.NFNETLINK_V0, 0, 0}, attrs...),
-	})
+	msgs, err := nftGet(nc, fam, unix.NFT_MSG_GETCHAIN, 0,
+		netlink.Attribute{Type: unix.NFTA_CHAIN_TABLE, Data: []byte(table + "\x00")},
+		netlink.Attribute{Type: unix.NFTA_CHAIN_NAME, Data: []byte(chain + "\x00")})
 	if err != nil {
 		return 0, err
 	}
@@ -113,16 +100,26 @@ func referrers(nc *netlink.Conn, fam Family, table, chain string) (uint32, error
 	return use - uint32(len(own)), nil
 }
 
-// gotoTargets lists the chains chain's rules go to (-g), as iptables -S
-// prints them; nothing when chain is missing.
-func (t *Tables) gotoTargets(table, chain string) []string {
-	lines, err := t.List(table, chain)
+// ownsShared reports whether chain is one of l's shared chains: only those
+// are ever removed with a container.
+func (l Layout) ownsShared(chain string) bool {
+	return l.SharedPrefix != "" && strings.HasPrefix(chain, l.SharedPrefix)
+}
+
+// sharedTargets lists l's shared chains that chain's rules go to (-g), as
+// iptables -S prints them; nothing when chain is missing or l has no
+// shared chains (no iptables process then).
+func (t *Tables) sharedTargets(l Layout, chain string) []string {
+	if l.SharedPrefix == "" {
+		return nil
+	}
+	lines, err := t.List(l.Table, chain)
 	if err != nil {
 		return nil
 	}
 	var out []string
 	for _, line := range lines {
-		if _, target, ok := strings.Cut(line, " -g "); ok {
+		if _, target, ok := strings.Cut(line, " -g "); ok && l.ownsShared(strings.Fields(target)[0]) {
 			out = append(out, strings.Fields(target)[0])
 		}
 	}

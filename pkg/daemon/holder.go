@@ -195,13 +195,35 @@ func (h *holder) rediscover(rec leasestore.Record, want net.IP) bool {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(h.ctx, 3*time.Second)
 	defer cancel()
-	conn.Aim(h.s.serverOn(rec.Spec.Bridge))
-	ack, err := conn.Acquire(ctx, rec.Spec, want)
+	ack, err := h.s.acquireOn(ctx, conn, rec.Spec, want)
 	if err != nil {
 		return false
 	}
-	h.s.heardServer(rec.Spec.Bridge, conn, ack.ServerIdentifier())
 	return h.adopt(rec, ack, "rediscovery")
+}
+
+// acquireOn runs a full DHCP acquisition on conn for spec, its first
+// DISCOVER aimed at the Ethernet address spec's bridge's server last
+// answered from, and notes where the server answered from this time
+// (forgotten when the answer came relayed, from an address conn did not
+// see).
+func (s *Server) acquireOn(ctx context.Context, conn *lease.Conn, spec lease.Spec, want net.IP) (*dhcpv4.DHCPv4, error) {
+	s.mu.Lock()
+	conn.Aim(s.servers[spec.Bridge])
+	s.mu.Unlock()
+	ack, err := conn.Acquire(ctx, spec, want)
+	if err != nil {
+		return nil, err
+	}
+	mac := conn.ServerMAC(ack.ServerIdentifier())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mac == nil {
+		delete(s.servers, spec.Bridge)
+	} else {
+		s.servers[spec.Bridge] = mac
+	}
+	return ack, nil
 }
 
 // adopt takes a new ACK: applies any change of address or routes in the
@@ -409,11 +431,7 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 	if err != nil {
 		return fail(999, fmt.Sprintf("opening a DHCP socket on %s in %s", spec.IfName, spec.Netns), err)
 	}
-	conn.Aim(s.serverOn(spec.Bridge))
-	ack, err := conn.Acquire(actx, spec, want)
-	if err == nil {
-		s.heardServer(spec.Bridge, conn, ack.ServerIdentifier())
-	}
+	ack, err := s.acquireOn(actx, conn, spec, want)
 	// Closing a packet socket waits for an RCU grace period (the kernel's
 	// packet_release calls synchronize_net): 5-25 ms here, more on a busy
 	// host. Nothing waits on it, so the answer goes out first.

@@ -94,28 +94,6 @@ func New(cfg Config) (*Server, error) {
 	}, nil
 }
 
-// serverOn is the Ethernet address the DHCP server on bridge last answered
-// from, nil when unknown.
-func (s *Server) serverOn(bridge string) net.HardwareAddr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.servers[bridge]
-}
-
-// heardServer notes where bridge's DHCP server answered from after an
-// exchange on conn that got a lease from server (forgotten when the
-// answer came relayed, from an address the connection did not see).
-func (s *Server) heardServer(bridge string, conn *lease.Conn, server net.IP) {
-	mac := conn.ServerMAC(server)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if mac == nil {
-		delete(s.servers, bridge)
-		return
-	}
-	s.servers[bridge] = mac
-}
-
 // Run listens on the socket (or the one systemd passed), resumes the stored
 // leases, sends queued releases and serves until ctx ends. Leases are kept
 // (not released) on shutdown, so a restart resumes them.

@@ -14,6 +14,8 @@ var Layout = chains.Layout{
 	Top:   TopChain,
 	Hooks: []chains.Hook{{Chain: Hook, Rule: HookRule()}},
 	Lock:  "/run/lanwire/offline-egress.lock",
+
+	SharedPrefix: SharedPrefix,
 }
 
 // Comment is the comment that names a container in its dispatch rule.
@@ -31,8 +33,10 @@ func ParseComment(c string) (network, containerID string, ok bool) {
 	return network, containerID, ok
 }
 
-// RenderInstall is the iptables-restore input that installs s for family f,
-// deleting the dispatch lines old first.
+// RenderInstall is the iptables-restore input that installs s for family f
+// with its rules in its own chain, deleting the dispatch lines old first.
+// The plugin puts the rules in a shared chain instead (Spec.Shared); this
+// form shows the rules and dispatch as iptables-restore reads them.
 func RenderInstall(s Spec, f Family, old []string) string {
 	return chains.RenderInstall(Layout, s.Chain, old, [][]string{s.DispatchRule()}, s.Rules(f), nil)
 }
