@@ -55,7 +55,7 @@ func leaseFile(l *testlan.LAN) string {
 // or both (auto); the default route through the router's link-local
 // address; DNS from DHCPv6; the LAN reachable over IPv6; CHECK passes; DEL
 // releases the DHCPv6 lease (gone from dnsmasq's lease file). "off" takes
-// no IPv6 from the LAN at all.
+// no IPv6 from the LAN at all: IPv6 is off on eth0, lo keeps ::1.
 func TestIPv6Modes(t *testing.T) {
 	t.Parallel()
 	l := newLAN(t, testlan.Options{RA: true, DHCPv6: true})
@@ -81,6 +81,14 @@ func TestIPv6Modes(t *testing.T) {
 				routes, _ = nsRun(a.Netns, "ip", "-6", "route", "show", "default")
 				if strings.TrimSpace(addrs) != "" || strings.TrimSpace(routes) != "" {
 					t.Errorf("ipv6 off, yet the container took from the LAN:\n%s\n%s", addrs, routes)
+				}
+				// IPv6 is off on eth0 (no link-local address to be reached
+				// at from the LAN), not in the container: lo keeps ::1.
+				if all, _ := nsRun(a.Netns, "ip", "-6", "-o", "addr", "show", "dev", "eth0"); strings.TrimSpace(all) != "" {
+					t.Errorf("ipv6 off, yet eth0 has IPv6 addresses:\n%s", all)
+				}
+				if lo, _ := nsRun(a.Netns, "ip", "-6", "-o", "addr", "show", "dev", "lo"); !strings.Contains(lo, "::1/128") {
+					t.Errorf("ipv6 off took ::1 from lo:\n%s", lo)
 				}
 			} else {
 				if gw == nil || !gw.IsLinkLocalUnicast() {

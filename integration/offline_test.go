@@ -85,12 +85,15 @@ func (g *offlineGround) network(t *testing.T, name string, more ...map[string]an
 	return newNetworkList(t, name+g.lan.ID, append([]map[string]any{hb}, more...))
 }
 
-// withIPv6 gives a container an address in the LAN's ULA prefix and a
-// default route through the router, as SLAAC would.
+// withIPv6 turns IPv6 back on on a container's eth0 (hostbridge-dhcp's
+// "ipv6": "off" turned it off) and gives it an address in the LAN's ULA
+// prefix and a default route through the router, as a container with
+// CAP_NET_ADMIN could: offline-egress must hold all the same.
 func (g *offlineGround) withIPv6(t *testing.T, netns string, host int) {
 	t.Helper()
 	prefix := strings.TrimSuffix(g.lan.Subnet6, "::/64")
 	for _, args := range [][]string{
+		{"sh", "-c", "echo 0 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6"},
 		{"ip", "-6", "addr", "add", fmt.Sprintf("%s::%x/64", prefix, host), "dev", "eth0", "nodad"},
 		{"ip", "-6", "route", "add", "default", "via", g.lan.Router6},
 	} {

@@ -60,31 +60,38 @@ func Change6(ifname string, old, new lease.Info6) error {
 	return nil
 }
 
-// IPv6Mode says which of router advertisements and SLAAC an interface
-// takes: Off takes neither; the others take router advertisements (for
-// the on-link prefix and the default route), and SLAAC only with Autoconf.
+// IPv6Mode says how an interface takes IPv6: Off turns IPv6 off on it (no
+// link-local address, nothing sent or accepted); the others take router
+// advertisements (for the on-link prefix and the default route), and SLAAC
+// only with Autoconf.
 type IPv6Mode struct {
 	Off      bool
 	Autoconf bool
 }
 
 // SetIPv6Mode writes ifname's IPv6 sysctls for mode, before the link comes
-// up: with IPv6 on, duplicate address detection is skipped so the
+// up. Off disables IPv6 on ifname alone (lo keeps ::1, so programs that
+// listen on [::] still start), as Docker does on IPv4-only networks: the
+// container neither answers on the LAN over link-local IPv6 nor sends
+// duplicate address detection and MLD reports that the bridge floods to
+// every port. With IPv6 on, duplicate address detection is skipped so the
 // link-local address is usable at once (the MAC is unique on the bridge).
-// Equivalent to: `sysctl net.ipv6.conf.IF.accept_ra=... autoconf=... accept_dad=0`.
+// Equivalent to: `sysctl net.ipv6.conf.IF.disable_ipv6=1` (Off), or
+// `sysctl net.ipv6.conf.IF.disable_ipv6=0 accept_ra=1 autoconf=0|1 accept_dad=0`.
 func SetIPv6Mode(ifname string, mode IPv6Mode) error {
-	vals := map[string]string{"accept_ra": "0", "autoconf": "0"}
+	vals := [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}, {"disable_ipv6", "1"}}
 	if !mode.Off {
-		vals = map[string]string{"accept_ra": "1", "autoconf": "0", "accept_dad": "0", "disable_ipv6": "0"}
+		autoconf := "0"
 		if mode.Autoconf {
-			vals["autoconf"] = "1"
+			autoconf = "1"
 		}
+		vals = [][2]string{{"accept_ra", "1"}, {"autoconf", autoconf}, {"accept_dad", "0"}, {"disable_ipv6", "0"}}
 	}
-	for k, v := range vals {
-		p := "/proc/sys/net/ipv6/conf/" + ifname + "/" + k
-		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
+	for _, kv := range vals {
+		p := "/proc/sys/net/ipv6/conf/" + ifname + "/" + kv[0]
+		if err := os.WriteFile(p, []byte(kv[1]), 0o644); err != nil {
 			if mode.Off {
-				continue // IPv6 disabled or absent: nothing to turn off
+				continue // IPv6 absent from the kernel: nothing to turn off
 			}
 			return fmt.Errorf("setting %s: %w (is IPv6 disabled in the container's namespace?)", p, err)
 		}
