@@ -241,6 +241,22 @@ func TestOfflineEgress(t *testing.T) {
 		drop := attach{ID: "gc-drop-" + g.lan.ID, Netns: container(t, g.lan)}
 		offNet.MustAdd(keep)
 		offNet.MustAdd(drop)
+		// A shared chain no container goes to, as a process killed
+		// between transactions would leave: GC takes it away.
+		orphan := "LWOS-ORPHAN-" + strings.ToUpper(g.lan.ID)
+		t.Cleanup(func() {
+			for _, tool := range []string{"iptables", "ip6tables"} {
+				_ = exec.Command(tool, "-t", "mangle", "-F", orphan).Run()
+				_ = exec.Command(tool, "-t", "mangle", "-X", orphan).Run()
+			}
+		})
+		for _, tool := range []string{"iptables", "ip6tables"} {
+			for _, args := range [][]string{{"-N", orphan}, {"-A", orphan, "-j", "DROP"}} {
+				if out, err := exec.Command(tool, append([]string{"-t", "mangle"}, args...)...).CombinedOutput(); err != nil {
+					t.Fatalf("%s %v: %v %s", tool, args, err, out)
+				}
+			}
+		}
 		err = offNet.cni.GCNetworkList(t.Context(), offNet.list, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{
 			{ContainerID: off.ID, IfName: "eth0"}, {ContainerID: keep.ID, IfName: "eth0"}}})
 		if err != nil {
@@ -249,8 +265,11 @@ func TestOfflineEgress(t *testing.T) {
 		if chainExists(egress.ChainName(offNet.Name, drop.ID)) {
 			t.Error("GC left the chain of a container not in the valid list")
 		}
-		if !chainExists(egress.ChainName(offNet.Name, keep.ID)) || !chainExists(chain) {
-			t.Error("GC removed the chain of a valid container")
+		if !chainExists(egress.ChainName(offNet.Name, keep.ID)) || !chainExists(chain) || !chainExists(rules4) || !chainExists(rules6) {
+			t.Error("GC removed the chain of a valid container or the rules it goes to")
+		}
+		if chainExists(orphan) {
+			t.Errorf("GC left %s, a shared chain no container uses", orphan)
 		}
 		for _, a := range []attach{off, off, keep} {
 			if err := offNet.Del(a); err != nil {

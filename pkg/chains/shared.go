@@ -126,6 +126,30 @@ func (t *Tables) sharedTargets(l Layout, chain string) []string {
 	return out
 }
 
+// SweepShared deletes l's shared chains that no rule goes to any more, for
+// GC: a DEL that could not count a shared chain's users (or a process
+// killed between transactions) leaves one behind. A chain still in use is
+// kept: the kernel refuses its deletion.
+func (t *Tables) SweepShared(l Layout) error {
+	if l.SharedPrefix == "" {
+		return nil
+	}
+	c, err := t.cmd()
+	if err != nil {
+		return err
+	}
+	names, err := c.ListChains(l.Table)
+	if err != nil {
+		return fmt.Errorf("listing %s %s chains: %w", t.Family, l.Table, err)
+	}
+	for _, n := range names {
+		if l.ownsShared(n) {
+			t.dropUnused(l.Table, n)
+		}
+	}
+	return nil
+}
+
 // dropUnused deletes chain when no rule uses it any more: the deletion
 // fails, changing nothing, while one does.
 func (t *Tables) dropUnused(table, chain string) {

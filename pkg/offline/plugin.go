@@ -1,6 +1,7 @@
 package offline
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -250,7 +251,8 @@ func Check(args *skel.CmdArgs) error {
 	return nil
 }
 
-// GC removes the chains of this network's containers not in the valid list.
+// GC removes the chains of this network's containers not in the valid
+// list, then any shared chain of rules no container goes to any more.
 func GC(args *skel.CmdArgs) error {
 	c, err := Parse(args.StdinData)
 	if err != nil {
@@ -271,7 +273,7 @@ func GC(args *skel.CmdArgs) error {
 	}
 	err = chains.Each(chains.Usable(), func(t *chains.Tables) error {
 		_, err := t.RemoveStale(egress.Layout, stale)
-		return err
+		return errors.Join(err, t.SweepShared(egress.Layout))
 	})
 	if err != nil {
 		return firewallError(err)
