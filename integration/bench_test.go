@@ -65,7 +65,7 @@ func benchAddDel(b *testing.B, count int) {
 
 // execShim puts wrappers for the iptables tools first in PATH; each run is
 // logged, so a benchmark can count the processes an ADD starts.
-func execShim(b *testing.B) (pathEnv string, count func() int) {
+func execShim(b testing.TB) (pathEnv string, count func() int) {
 	dir := b.TempDir()
 	logf := filepath.Join(dir, "runs.log")
 	for _, tool := range []string{"iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save"} {

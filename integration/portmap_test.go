@@ -498,3 +498,41 @@ func TestPortmapIPv6(t *testing.T) {
 		t.Error("the IPv4 chain is missing")
 	}
 }
+
+// A DEL while another container keeps its mappings is one nf_tables
+// transaction over netlink, with no iptables process, also for a container
+// with IPv4 addresses only, whose IPv6 chain was never made.
+func TestPortmapDelRunsNoIptables(t *testing.T) {
+	t.Parallel()
+	netName := fmt.Sprintf("pmdel%d", time.Now().UnixNano()%100000)
+	ids := []string{"pmdel-a-" + netName, "pmdel-b-" + netName}
+	conf := func(i int) map[string]any {
+		return map[string]any{"cniVersion": "1.1.0", "name": netName, "type": "portmap-lite",
+			"runtimeConfig": map[string]any{"portMappings": []map[string]any{{"hostPort": 38201 + i, "containerPort": 80, "protocol": "tcp"}}},
+			"prevResult": map[string]any{"cniVersion": "1.1.0", "interfaces": []map[string]any{{"name": "lo"}},
+				"ips": []map[string]any{{"address": fmt.Sprintf("10.202.0.%d/16", i+2), "gateway": "10.202.0.1"}}}}
+	}
+	for i, id := range ids {
+		if err := runPluginEnv("portmap-lite", "ADD", id, conf(i)); err != nil {
+			t.Fatalf("ADD %s: %v", id, err)
+		}
+	}
+	t.Cleanup(func() {
+		for i, id := range ids {
+			_ = runPluginEnv("portmap-lite", "DEL", id, conf(i))
+		}
+	})
+	env, runs := execShim(t)
+	if err := runPluginEnv("portmap-lite", "DEL", ids[0], conf(0), env); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	if n := runs(); n != 0 {
+		t.Errorf("DEL with another container left ran %d iptables processes, want none", n)
+	}
+	if chainExistsNat(portmap.ChainName(netName, ids[0])) {
+		t.Error("DEL left the container's chain")
+	}
+	if !chainExistsNat(portmap.ChainName(netName, ids[1])) {
+		t.Error("DEL removed the other container's chain")
+	}
+}

@@ -69,12 +69,22 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 			return false
 		}
 		own := &nftables.Chain{Name: chain, Table: table}
-		// One dump of the container's chain says whether it exists and
-		// which shared chains it goes to.
-		gotos, err := gotosIn(nc, t.Family, l.Table, chain)
-		exists := err == nil
+		// One dump of the container's chain says which shared chains it
+		// goes to and, when it holds rules, that it exists. A dump of a
+		// missing chain is as empty as one of an empty chain: then the
+		// chain itself is asked for (a family the container has no
+		// addresses in, for portmap-lite).
+		gotos, rules, err := gotosIn(nc, t.Family, l.Table, chain)
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			return false
+		}
+		exists := err == nil && rules > 0
+		if err == nil && rules == 0 {
+			_, err := chainUse(nc, t.Family, l.Table, chain)
+			if err != nil && !errors.Is(err, unix.ENOENT) {
+				return false
+			}
+			exists = err == nil
 		}
 		switch {
 		case len(mine) == 0 && !exists:
@@ -255,11 +265,12 @@ func verdictOf(e []byte) (code int32, chain string) {
 	return int32(binary.BigEndian.Uint32(c)), cString(attr(verdict, unix.NFTA_VERDICT_CHAIN))
 }
 
-// gotosIn counts, by target, the gotos of table's chain (one netlink dump).
-func gotosIn(nc *netlink.Conn, fam Family, table, chain string) (map[string]uint32, error) {
+// gotosIn counts, by target, the gotos of table's chain, and its rules
+// (one netlink dump; a missing chain has no rules).
+func gotosIn(nc *netlink.Conn, fam Family, table, chain string) (gotos map[string]uint32, rules int, err error) {
 	msgs, err := dumpRules(nc, fam, table, chain)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	out := map[string]uint32{}
 	for _, m := range msgs {
@@ -277,10 +288,11 @@ func gotosIn(nc *netlink.Conn, fam Family, table, chain string) (map[string]uint
 			})
 		})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
+		rules++
 	}
-	return out, nil
+	return out, rules, nil
 }
 
 // eachAttr calls fn with the type (flags masked off) and data of every
