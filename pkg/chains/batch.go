@@ -131,8 +131,10 @@ func (f Family) nft() nftables.TableFamily {
 // hooks asks the kernel's nf_tables, over nc (nil: no netlink), whether every hook of l is in place (a
 // rule of the hook's chain jumping to the top or fixed chain) and every
 // fixed chain holds its number of rules: a dump of each small built-in
-// chain. known is false when nf_tables cannot tell: no netlink, or a table
-// or chain it does not hold (an iptables-legacy host, a table not used yet).
+// chain. known is false when nf_tables cannot be asked (no netlink). A
+// table or chain it does not hold reads as empty (see dumpRules), so the
+// hooks count as missing and ADD takes the careful path: once on a table
+// not used yet, every time on an iptables-legacy host.
 func (t *Tables) hooks(nc *netlink.Conn, l Layout) (inPlace, known bool) {
 	if nc == nil {
 		return false, false
@@ -208,7 +210,9 @@ func jumpsIn(nc *netlink.Conn, fam Family, table, chain, target string) (mine []
 	return mine, others, nil
 }
 
-// dumpRules asks nf_tables for the rules of table's chain.
+// dumpRules asks nf_tables for the rules of table's chain. A missing chain
+// (or table) answers as an empty one, not with ENOENT: ask for the chain
+// itself (chainUse) where the difference matters.
 func dumpRules(nc *netlink.Conn, fam Family, table, chain string) ([]netlink.Message, error) {
 	return nftGet(nc, fam, unix.NFT_MSG_GETRULE, netlink.Dump,
 		netlink.Attribute{Type: unix.NFTA_RULE_TABLE, Data: []byte(table + "\x00")},
@@ -272,7 +276,7 @@ func gotosIn(nc *netlink.Conn, fam Family, table, chain string) (gotos map[strin
 	if err != nil {
 		return nil, 0, err
 	}
-	out := map[string]uint32{}
+	gotos = map[string]uint32{}
 	for _, m := range msgs {
 		if len(m.Data) < 4 {
 			continue
@@ -283,7 +287,7 @@ func gotosIn(nc *netlink.Conn, fam Family, table, chain string) (gotos map[strin
 			}
 			_ = eachAttr(data, func(_ uint16, e []byte) {
 				if code, target := verdictOf(e); code == unix.NFT_GOTO {
-					out[target]++
+					gotos[target]++
 				}
 			})
 		})
@@ -292,7 +296,7 @@ func gotosIn(nc *netlink.Conn, fam Family, table, chain string) (gotos map[strin
 		}
 		rules++
 	}
-	return out, rules, nil
+	return gotos, rules, nil
 }
 
 // eachAttr calls fn with the type (flags masked off) and data of every
