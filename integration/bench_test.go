@@ -64,7 +64,7 @@ func benchAddDel(b *testing.B, count int) {
 }
 
 // execShim puts wrappers for the iptables tools first in PATH; each run is
-// logged, so a benchmark can count the processes an ADD starts.
+// logged, so a benchmark or test can count the processes a call starts.
 func execShim(b testing.TB) (pathEnv string, count func() int) {
 	dir := b.TempDir()
 	logf := filepath.Join(dir, "runs.log")
@@ -172,10 +172,17 @@ func BenchmarkPortmapGrowth(b *testing.B) {
 	for n := 0; n < b.N; n++ {
 		netName := fmt.Sprintf("benchpm%d", time.Now().UnixNano()%100000)
 		growth(b, 500, "portmap-lite", func(i int) map[string]any {
-			return map[string]any{"cniVersion": "1.1.0", "name": netName, "type": "portmap-lite",
-				"runtimeConfig": map[string]any{"portMappings": []map[string]any{{"hostPort": 30000 + i, "containerPort": 80, "protocol": "tcp"}}},
-				"prevResult": map[string]any{"cniVersion": "1.1.0", "interfaces": []map[string]any{{"name": "lo"}},
-					"ips": []map[string]any{{"address": fmt.Sprintf("10.201.%d.%d/16", i/250, i%250+2), "gateway": "10.201.0.1"}}}}
+			return portmapAlone(netName, 30000+i, 201, i)
 		})
 	}
+}
+
+// portmapAlone is the config of portmap-lite run on its own for attachment
+// i: one TCP mapping of hostPort to 80, and a prevResult with the IPv4
+// address 10.NET.x.y/16 of i (no IPv6).
+func portmapAlone(netName string, hostPort, net, i int) map[string]any {
+	return map[string]any{"cniVersion": "1.1.0", "name": netName, "type": "portmap-lite",
+		"runtimeConfig": map[string]any{"portMappings": []map[string]any{{"hostPort": hostPort, "containerPort": 80, "protocol": "tcp"}}},
+		"prevResult": map[string]any{"cniVersion": "1.1.0", "interfaces": []map[string]any{{"name": "lo"}},
+			"ips": []map[string]any{{"address": fmt.Sprintf("10.%d.%d.%d/16", net, i/250, i%250+2), "gateway": fmt.Sprintf("10.%d.0.1", net)}}}}
 }

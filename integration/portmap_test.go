@@ -418,13 +418,7 @@ func TestPortmapParallel(t *testing.T) {
 	t.Parallel()
 	const n = 50
 	netName := fmt.Sprintf("pmpar%d", time.Now().UnixNano()%100000)
-	conf := func(i int) map[string]any {
-		return map[string]any{"cniVersion": "1.1.0", "name": netName, "type": "portmap-lite",
-			"runtimeConfig": map[string]any{"portMappings": []portmap.Mapping{tcpMap(20000+i, 80, "")}},
-			"prevResult": map[string]any{"cniVersion": "1.1.0",
-				"interfaces": []map[string]any{{"name": "lo"}},
-				"ips":        []map[string]any{{"address": fmt.Sprintf("192.168.253.%d/24", i+2), "gateway": "192.168.253.1"}}}}
-	}
+	conf := func(i int) map[string]any { return portmapAlone(netName, 20000+i, 203, i) }
 	errs := make(chan error, 2*n)
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
@@ -506,22 +500,17 @@ func TestPortmapDelRunsNoIptables(t *testing.T) {
 	t.Parallel()
 	netName := fmt.Sprintf("pmdel%d", time.Now().UnixNano()%100000)
 	ids := []string{"pmdel-a-" + netName, "pmdel-b-" + netName}
-	conf := func(i int) map[string]any {
-		return map[string]any{"cniVersion": "1.1.0", "name": netName, "type": "portmap-lite",
-			"runtimeConfig": map[string]any{"portMappings": []map[string]any{{"hostPort": 38201 + i, "containerPort": 80, "protocol": "tcp"}}},
-			"prevResult": map[string]any{"cniVersion": "1.1.0", "interfaces": []map[string]any{{"name": "lo"}},
-				"ips": []map[string]any{{"address": fmt.Sprintf("10.202.0.%d/16", i+2), "gateway": "10.202.0.1"}}}}
-	}
-	for i, id := range ids {
-		if err := runPluginEnv("portmap-lite", "ADD", id, conf(i)); err != nil {
-			t.Fatalf("ADD %s: %v", id, err)
-		}
-	}
+	conf := func(i int) map[string]any { return portmapAlone(netName, 38201+i, 202, i) }
 	t.Cleanup(func() {
 		for i, id := range ids {
 			_ = runPluginEnv("portmap-lite", "DEL", id, conf(i))
 		}
 	})
+	for i, id := range ids {
+		if err := runPluginEnv("portmap-lite", "ADD", id, conf(i)); err != nil {
+			t.Fatalf("ADD %s: %v", id, err)
+		}
+	}
 	env, runs := execShim(t)
 	if err := runPluginEnv("portmap-lite", "DEL", ids[0], conf(0), env); err != nil {
 		t.Fatalf("DEL: %v", err)

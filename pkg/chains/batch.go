@@ -69,22 +69,12 @@ func removeTogether(ts []*Tables, layout func(Family) Layout, chain string) bool
 			return false
 		}
 		own := &nftables.Chain{Name: chain, Table: table}
-		// One dump of the container's chain says which shared chains it
-		// goes to and, when it holds rules, that it exists. A dump of a
-		// missing chain is as empty as one of an empty chain: then the
-		// chain itself is asked for (a family the container has no
-		// addresses in, for portmap-lite).
-		gotos, rules, err := gotosIn(nc, t.Family, l.Table, chain)
+		// One dump of the container's chain says whether it exists and
+		// which shared chains it goes to.
+		gotos, err := gotosIn(nc, t.Family, l.Table, chain)
+		exists := err == nil
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			return false
-		}
-		exists := err == nil && rules > 0
-		if err == nil && rules == 0 {
-			_, err := chainUse(nc, t.Family, l.Table, chain)
-			if err != nil && !errors.Is(err, unix.ENOENT) {
-				return false
-			}
-			exists = err == nil
 		}
 		switch {
 		case len(mine) == 0 && !exists:
@@ -131,10 +121,8 @@ func (f Family) nft() nftables.TableFamily {
 // hooks asks the kernel's nf_tables, over nc (nil: no netlink), whether every hook of l is in place (a
 // rule of the hook's chain jumping to the top or fixed chain) and every
 // fixed chain holds its number of rules: a dump of each small built-in
-// chain. known is false when nf_tables cannot be asked (no netlink). A
-// table or chain it does not hold reads as empty (see dumpRules), so the
-// hooks count as missing and ADD takes the careful path: once on a table
-// not used yet, every time on an iptables-legacy host.
+// chain. known is false when nf_tables cannot tell: no netlink, or a table
+// or chain it does not hold (an iptables-legacy host, a table not used yet).
 func (t *Tables) hooks(nc *netlink.Conn, l Layout) (inPlace, known bool) {
 	if nc == nil {
 		return false, false
@@ -210,13 +198,20 @@ func jumpsIn(nc *netlink.Conn, fam Family, table, chain, target string) (mine []
 	return mine, others, nil
 }
 
-// dumpRules asks nf_tables for the rules of table's chain. A missing chain
-// (or table) answers as an empty one, not with ENOENT: ask for the chain
-// itself (chainUse) where the difference matters.
+// dumpRules asks nf_tables for the rules of table's chain; a missing chain
+// or table is an error wrapping ENOENT. nf_tables answers a rule dump of a
+// missing chain as one of an empty chain, so an empty answer is settled by
+// asking for the chain itself (one more round trip, only then).
 func dumpRules(nc *netlink.Conn, fam Family, table, chain string) ([]netlink.Message, error) {
-	return nftGet(nc, fam, unix.NFT_MSG_GETRULE, netlink.Dump,
+	msgs, err := nftGet(nc, fam, unix.NFT_MSG_GETRULE, netlink.Dump,
 		netlink.Attribute{Type: unix.NFTA_RULE_TABLE, Data: []byte(table + "\x00")},
 		netlink.Attribute{Type: unix.NFTA_RULE_CHAIN, Data: []byte(chain + "\x00")})
+	if err == nil && len(msgs) == 0 {
+		if _, err := chainUse(nc, fam, table, chain); err != nil {
+			return nil, err
+		}
+	}
+	return msgs, err
 }
 
 // nftGet sends one nf_tables get request of type msg (with flags added to
@@ -269,14 +264,13 @@ func verdictOf(e []byte) (code int32, chain string) {
 	return int32(binary.BigEndian.Uint32(c)), cString(attr(verdict, unix.NFTA_VERDICT_CHAIN))
 }
 
-// gotosIn counts, by target, the gotos of table's chain, and its rules
-// (one netlink dump; a missing chain has no rules).
-func gotosIn(nc *netlink.Conn, fam Family, table, chain string) (gotos map[string]uint32, rules int, err error) {
+// gotosIn counts, by target, the gotos of table's chain (one netlink dump).
+func gotosIn(nc *netlink.Conn, fam Family, table, chain string) (map[string]uint32, error) {
 	msgs, err := dumpRules(nc, fam, table, chain)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	gotos = map[string]uint32{}
+	gotos := map[string]uint32{}
 	for _, m := range msgs {
 		if len(m.Data) < 4 {
 			continue
@@ -292,11 +286,10 @@ func gotosIn(nc *netlink.Conn, fam Family, table, chain string) (gotos map[strin
 			})
 		})
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
-		rules++
 	}
-	return gotos, rules, nil
+	return gotos, nil
 }
 
 // eachAttr calls fn with the type (flags masked off) and data of every
