@@ -91,7 +91,7 @@ func SetIPv6Mode(ifname string, mode IPv6Mode) error {
 		p := "/proc/sys/net/ipv6/conf/" + ifname + "/" + kv[0]
 		if err := os.WriteFile(p, []byte(kv[1]), 0o644); err != nil {
 			if mode.Off {
-				continue // IPv6 absent from the kernel: nothing to turn off
+				continue // no IPv6 in the kernel, or a read-only /proc/sys: ADD goes on without
 			}
 			return fmt.Errorf("setting %s: %w (is IPv6 disabled in the container's namespace?)", p, err)
 		}
