@@ -68,13 +68,17 @@ func newOfflineGroundWith(t *testing.T, opts testlan.Options) *offlineGround {
 }
 
 // offlineConf is the offline-egress entry used by most tests: the mirror on
-// the host and the router's port 9000.
+// the host and the router's port 9000, over IPv4 and IPv6. The router's
+// addresses also make each LAN's rules, in both families, its own:
+// containers with the same rules share one chain of them, and a test that
+// tampers with its shared chain must not touch a parallel test's.
 func (g *offlineGround) offlineConf() map[string]any {
 	return map[string]any{
 		"type": "offline-egress", "logBlocked": true,
 		"allow": []map[string]any{
 			{"to": "host", "ports": []string{"8000/tcp"}},
 			{"to": g.lan.Router + "/32", "ports": []string{"9000/tcp"}},
+			{"to": g.lan.Router6 + "/128", "ports": []string{"9000/tcp"}},
 		},
 	}
 }
