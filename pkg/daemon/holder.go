@@ -227,7 +227,7 @@ func (s *Server) acquireOn(ctx context.Context, conn *lease.Conn, spec lease.Spe
 }
 
 // adopt takes a new ACK: applies any change of address or routes in the
-// netns, then persists the lease.
+// netns and takes it into the record, together, then persists the lease.
 func (h *holder) adopt(old leasestore.Record, ack *dhcpv4.DHCPv4, how string) bool {
 	info, err := lease.FromACK(ack)
 	if err != nil {
@@ -236,7 +236,11 @@ func (h *holder) adopt(old leasestore.Record, ack *dhcpv4.DHCPv4, how string) bo
 	}
 	changed := !info.Address.IP.Equal(old.Info.Address.IP) || info.Address.Mask.String() != old.Info.Address.Mask.String() ||
 		!info.Gateway.Equal(old.Info.Gateway) || routesDiffer(info.Routes, old.Info.Routes)
-	removed := h.isRemoved()
+	// The netns and the record change under one lock: a view asked
+	// meanwhile (CHECK, leases) waits and sees them agree, never the
+	// address back while the record still says expired.
+	h.mu.Lock()
+	removed := h.removed
 	if changed || removed {
 		err := h.inNetns(old, func() error {
 			if removed {
@@ -248,12 +252,12 @@ func (h *holder) adopt(old leasestore.Record, ack *dhcpv4.DHCPv4, how string) bo
 			return netconf.Change(old.Spec.IfName, old.Info, info, old.Spec.RouteMetric, 0)
 		})
 		if err != nil {
+			h.mu.Unlock()
 			h.s.log.Printf("%s: applying new lease %s: %v", old.Key, info.Address.IP, err)
 			return false
 		}
 		h.s.log.Printf("%s: address now %s via %v (was %s)", old.Key, info.Address.String(), info.Gateway, old.Info.Address.String())
 	}
-	h.mu.Lock()
 	h.rec.Info = info
 	h.rec.Acquired = time.Now()
 	h.removed = false

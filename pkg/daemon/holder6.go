@@ -98,7 +98,8 @@ func (h *holder) adopt6(old leasestore.Record, reply *dhcpv6.Message, how string
 		h.s.log.Printf("%s: ignoring DHCPv6 REPLY: %v", old.Key, err)
 		return false
 	}
-	removed := h.isRemoved6()
+	h.mu.Lock() // netns and record change together, as in adopt
+	removed := h.removed6
 	if old.Info6 == nil || removed || !info.Address.Equal(old.Info6.Address) {
 		err := h.inNetns(old, func() error {
 			if old.Info6 == nil || removed {
@@ -107,12 +108,12 @@ func (h *holder) adopt6(old leasestore.Record, reply *dhcpv6.Message, how string
 			return netconf.Change6(old.Spec.IfName, *old.Info6, info)
 		})
 		if err != nil {
+			h.mu.Unlock()
 			h.s.log.Printf("%s: applying new DHCPv6 lease %s: %v", old.Key, info.Address, err)
 			return false
 		}
 		h.s.log.Printf("%s: DHCPv6 address now %s", old.Key, info.Address)
 	}
-	h.mu.Lock()
 	h.rec.Info6 = &info
 	h.rec.Acquired6 = time.Now()
 	h.removed6 = false
