@@ -21,8 +21,8 @@ UPSTREAM_PLUGINS := main/bridge ipam/host-local meta/portmap ipam/dhcp meta/fire
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 PLUGINS     := hostbridge-dhcp offline-egress portmap-lite
 # What the plugins and the demo need, and what only the tests add.
-APT_BASE    := iptables dnsmasq-base conntrack iproute2 procps busybox-static
-APT_TEST    := podman runc containerd
+APT_BASE    := nftables iptables dnsmasq-base conntrack iproute2 procps kmod busybox-static
+APT_TEST    := podman runc containerd strace
 TEST_TIMEOUT ?= 20m
 
 .PHONY: all build install test deps deps-base apt-install unit integration test-faults bench fuzz demo demo-clean vet fmt clean

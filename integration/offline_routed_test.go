@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -66,49 +67,48 @@ func TestOfflineRouted(t *testing.T) {
 	offNet.MustAdd(off)
 	t.Cleanup(func() { _ = plainNet.Del(plain); _ = offNet.Del(off) })
 
-	all := []probe{tcpProbe(l.Router + ":9000"), tcpProbe(l.Router + ":9001"), pingProbe(l.Router),
-		tcpProbe(l.HostAddr + ":8000"), tcpProbe(l.HostAddr + ":8001"), tcpProbe(gw + ":8001")}
-	expect(t, plain.Netns, true, all[:5]...)
-	expect(t, off.Netns, true, tcpProbe(l.Router+":9000"), tcpProbe(l.HostAddr+":8000"))
-	expect(t, off.Netns, false, tcpProbe(l.Router+":9001"), pingProbe(l.Router), tcpProbe(l.HostAddr+":8001"), tcpProbe(gw+":8001"))
+	// The gateway's address exists once the bridge plugin gave it to the bridge.
+	serveTCP(t, "", gw+":8001", "gateway 8001")
+	blocked := []probe{tcpProbe(l.Router + ":9001"), pingProbe(l.Router), tcpProbe(l.HostAddr + ":8001"), tcpProbe(gw + ":8001")}
+	allowed := []probe{tcpProbe(l.Router + ":9000"), tcpProbe(l.HostAddr + ":8000")}
+	expect(t, plain.Netns, true, append(blocked, allowed...)...)
+	expect(t, off.Netns, true, allowed...)
+	expectBlocked(t, off.Netns, blocked...)
 	if err := offNet.Check(off); err != nil {
 		t.Errorf("CHECK: %v", err)
 	}
 }
 
-// With IPv6 in the container and no ip6tables, ADD fails closed with a
-// clear error and leaves no rule.
-func TestOfflineFailsClosedWithoutIP6tables(t *testing.T) {
+// offline-egress guards a container at its bridge port; given a host veth
+// that is on no bridge, it fails closed with a clear error (7) and leaves
+// nothing.
+func TestOfflineRefusesUnbridgedPort(t *testing.T) {
 	t.Parallel()
 	l := newLAN(t, testlan.Options{})
-	// A PATH with iptables but no ip6tables.
-	pathDir := t.TempDir()
-	for _, tool := range []string{"iptables", "iptables-restore", "iptables-save", "ip", "modprobe"} {
-		if p, err := exec.LookPath(tool); err == nil {
-			_ = os.Symlink(p, filepath.Join(pathDir, tool))
-		}
-	}
-	br := "lwt" + l.ID + "b6"
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", br).Run() })
-	prefix := strings.TrimSuffix(l.Subnet6, "::/64")
-	n := newNetworkList(t, "v6off"+l.ID, []map[string]any{
-		{"type": "bridge", "bridge": br, "ipam": map[string]any{"type": "host-local", "dataDir": t.TempDir(),
-			"ranges": [][]map[string]any{{{"subnet": "192.168.252.0/24"}}, {{"subnet": prefix + "::/64"}}}}},
-		{"type": "offline-egress"},
-	})
 	c := container(t, l)
-	out, errOut, err := runCnitool(t, n, []string{"PATH=" + pathDir + ":/usr/bin:/bin"}, "add", n.Name, c)
+	host := "lwt" + l.ID + "nb"
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", host).Run() })
+	if out, err := exec.Command("ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", filepath.Base(c)).CombinedOutput(); err != nil {
+		t.Fatalf("veth: %v %s", err, out)
+	}
+	name := "unbridged" + l.ID
+	conf := map[string]any{"cniVersion": "1.1.0", "name": name, "type": "offline-egress",
+		"prevResult": map[string]any{"cniVersion": "1.1.0",
+			"interfaces": []map[string]any{{"name": host}, {"name": "eth0", "mac": "02:00:00:00:00:09", "sandbox": c}},
+			"ips":        []map[string]any{{"address": "192.168.250.9/24", "interface": 1}}}}
+	out, err := runPlugin(t, "offline-egress", "ADD", "unbridged", c, conf)
 	if err == nil {
-		t.Fatalf("ADD succeeded without ip6tables for a container with IPv6:\n%s", out)
+		t.Fatalf("ADD guarded a port on no bridge:\n%s", out)
 	}
-	if !strings.Contains(out+errOut, "cannot enforce IPv6") {
-		t.Errorf("error does not say why:\n%s%s", out, errOut)
+	var e struct {
+		Code uint   `json:"code"`
+		Msg  string `json:"msg"`
 	}
-	s, _ := exec.Command("iptables-save", "-t", "mangle").Output()
-	if strings.Contains(string(s), "net="+n.Name+" ") {
-		t.Errorf("failed ADD left rules:\n%s", s)
+	_ = json.Unmarshal(out, &e)
+	if e.Code != 7 || !strings.Contains(e.Msg, "not a bridge port") {
+		t.Errorf("got %s, want error 7 saying the veth is not a bridge port", out)
 	}
-	if _, errOut, err := runCnitool(t, n, nil, "del", n.Name, c); err != nil {
-		t.Errorf("DEL after the failed ADD: %v %s", err, errOut)
+	if n := entriesOf(t, name, "unbridged"); n != 0 {
+		t.Errorf("the failed ADD left %d entries", n)
 	}
 }

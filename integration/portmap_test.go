@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -185,8 +187,8 @@ func TestPortmapConflicts(t *testing.T) {
 	if te := cniError(t, err); !strings.Contains(te.Msg, "port 18180/tcp is already allocated") || !strings.Contains(te.Msg, a.ID) {
 		t.Errorf("error %q does not name the port and its holder", te.Msg)
 	}
-	if chainExistsNat(portmap.ChainName(g.net.Name, b.ID)) {
-		t.Error("refused ADD left a chain")
+	if n := portmapEntries(t, g.net.Name, b.ID); n != 0 {
+		t.Errorf("refused ADD left %d entries", n)
 	}
 	_ = g.net.Del(b)
 	serveTCP(t, "", g.lan.HostAddr+":18181", "host process")
@@ -199,29 +201,15 @@ func TestPortmapConflicts(t *testing.T) {
 		t.Errorf("error %q does not say the port is taken", te.Msg)
 	}
 	_ = g.net.Del(c)
-	// The same container again: success, rules replaced, not appended.
+	// The same container again: success, entries replaced, not added to.
 	g.net.MustAdd(a)
 	g.net.MustAdd(a)
-	if n := dispatchCount(t, portmap.ChainName(g.net.Name, a.ID)); n != 1 {
-		t.Errorf("%d dispatch rules after re-adding, want 1", n)
+	if n := mappingEntries(t, g.net.Name, a.ID, "18180/tcp"); n != 1 {
+		t.Errorf("%d DNAT entries for 18180/tcp after re-adding, want 1", n)
 	}
 	if err := g.net.Del(a); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func chainExistsNat(chain string) bool {
-	for _, tool := range []string{"iptables", "ip6tables"} {
-		if exec.Command(tool, "-t", "nat", "-S", chain).Run() == nil {
-			return true
-		}
-	}
-	return false
-}
-
-func dispatchCount(t *testing.T, chain string) int {
-	out, _ := exec.Command("iptables", "-t", "nat", "-S", portmap.TopChain).Output()
-	return strings.Count(string(out), "-j "+chain+"\n")
 }
 
 // Item 4: a steady UDP stream reaches the new container within a second of
@@ -344,8 +332,8 @@ func TestPortmapInvalid(t *testing.T) {
 			if te := cniError(t, err); te.Code != 7 {
 				t.Errorf("code %d (%s), want 7", te.Code, te.Msg)
 			}
-			if chainExistsNat(portmap.ChainName(g.net.Name, id)) {
-				t.Error("rules created for an invalid mapping")
+			if n := mappingEntries(t, g.net.Name, id, "8080/tcp"); n != 0 {
+				t.Errorf("%d entries created for an invalid mapping", n)
 			}
 		})
 	}
@@ -361,8 +349,9 @@ func runPlugin(t testing.TB, name, command, containerID, netns string, conf map[
 	return cmd.Output()
 }
 
-// Item 8: DEL without prevResult, twice; CHECK catches a removed hook jump
-// or DNAT target; GC removes mappings of containers not in the valid list.
+// Item 8: DEL without prevResult, twice; CHECK catches a removed DNAT
+// entry, which the next ADD puts back; GC removes the mappings of
+// containers not in the valid list.
 func TestPortmapCheckDelGC(t *testing.T) {
 	t.Parallel()
 	g := newPortmapGround(t, nil)
@@ -373,30 +362,30 @@ func TestPortmapCheckDelGC(t *testing.T) {
 	if err := g.net.Check(a); err != nil {
 		t.Fatalf("CHECK: %v", err)
 	}
-	chain := portmap.ChainName(g.net.Name, a.ID)
-	dnat := []string{"-t", "nat", "-D", chain, "-p", "tcp", "--dport", "18380", "-j", "DNAT", "--to-destination", aRes.IPs[0].Address.IP.String() + ":80"}
-	if out, err := exec.Command("iptables", dnat...).CombinedOutput(); err != nil {
-		t.Fatalf("removing the DNAT by hand: %v %s", err, out)
+	nftRun(t, "delete", "element", "inet", portmap.Table, "dnatany4", "{ tcp . 18380 }")
+	if err := g.net.Check(a); err == nil || !strings.Contains(err.Error(), "DNAT of 18380/tcp") {
+		t.Errorf("CHECK with the DNAT entry removed: %v", err)
 	}
-	if err := g.net.Check(a); err == nil || !strings.Contains(err.Error(), "DNAT") {
-		t.Errorf("CHECK with the DNAT removed: %v", err)
+	if err := g.net.Check(b); err != nil {
+		t.Errorf("CHECK of the other container: %v", err)
 	}
-	hook := append([]string{"-t", "nat", "-D", "OUTPUT"}, portmap.Layout(4).Hooks[1].Rule...)
-	if out, err := exec.Command("iptables", hook...).CombinedOutput(); err != nil {
-		t.Fatalf("removing the OUTPUT jump by hand: %v %s", err, out)
+	g.net.MustAdd(a) // ADD puts the entry back
+	if err := g.net.Check(a); err != nil {
+		t.Errorf("CHECK after a second ADD: %v", err)
 	}
-	if err := g.net.Check(b); err == nil || !strings.Contains(err.Error(), "OUTPUT") {
-		t.Errorf("CHECK with the hook removed: %v", err)
-	}
-	g.net.MustAdd(b) // ADD puts the hook back
-	// GC keeps b, removes a.
+	// GC keeps b, removes a. (A rule removed by hand, shared by every
+	// container, is TestFirewallTamper's.)
 	err := g.net.cni.GCNetworkList(t.Context(), g.net.list, &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: b.ID, IfName: "eth0"}}})
 	if err != nil {
 		t.Fatalf("GC: %v", err)
 	}
-	if chainExistsNat(chain) || !chainExistsNat(portmap.ChainName(g.net.Name, b.ID)) {
+	if portmapEntries(t, g.net.Name, a.ID) != 0 || mappingEntries(t, g.net.Name, b.ID, "18381/tcp") != 1 {
 		t.Error("GC did not remove exactly the invalid container's mappings")
 	}
+	if err := g.net.Check(b); err != nil {
+		t.Errorf("CHECK after GC: %v", err)
+	}
+	_ = aRes
 	// DEL without prevResult, twice.
 	conf := map[string]any{"cniVersion": "1.1.0", "name": g.net.Name, "type": "portmap-lite",
 		"runtimeConfig": map[string]any{"portMappings": []portmap.Mapping{tcpMap(18381, 80, "")}}}
@@ -405,8 +394,8 @@ func TestPortmapCheckDelGC(t *testing.T) {
 			t.Fatalf("DEL %d without prevResult: %v %s", i+1, err, out)
 		}
 	}
-	if chainExistsNat(portmap.ChainName(g.net.Name, b.ID)) {
-		t.Error("DEL left the chain")
+	if n := portmapEntries(t, g.net.Name, b.ID); n != 0 {
+		t.Errorf("DEL left %d entries", n)
 	}
 	for _, x := range []attach{a, b} {
 		_ = g.net.Del(x)
@@ -439,9 +428,8 @@ func TestPortmapParallel(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	out, _ := exec.Command("iptables-save", "-t", "nat").Output()
-	if strings.Contains(string(out), "net="+netName+" ") {
-		t.Errorf("rules left after 50 parallel ADD/DEL:\n%s", out)
+	if out := ruleset(t); strings.Contains(out, "net="+netName+" ") {
+		t.Errorf("entries left after 50 parallel ADD/DEL:\n%s", out)
 	}
 }
 
@@ -473,55 +461,53 @@ func TestPortmapIPv6(t *testing.T) {
 		}
 	}
 	expect(t, "", true, tcpProbe("192.168.254.1:18480"), tcpProbe("["+prefix+"::1]:18480"))
-	out, err := exec.Command("ip6tables", "-t", "nat", "-S", portmap.TopChain).Output()
-	if err != nil || !strings.Contains(string(out), "! -s fe80::/10") {
-		t.Errorf("IPv6 dispatch rule does not exclude link-local sources: %v\n%s", err, out)
-	}
+	t.Run("link-local sources are never DNATed", func(t *testing.T) {
+		// A client on the bridge with a global and a link-local address.
+		client := container(t, l)
+		host := "lwt" + l.ID + "v6h"
+		for _, args := range [][]string{
+			{"link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", filepath.Base(client)},
+			{"link", "set", host, "master", br, "up"},
+			{"-n", filepath.Base(client), "addr", "add", prefix + "::50/64", "dev", "eth0", "nodad"},
+			{"-n", filepath.Base(client), "link", "set", "eth0", "up"},
+		} {
+			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+				t.Fatalf("ip %v: %v %s", args, err, out)
+			}
+		}
+		waitFor(t, 5*time.Second, "the client's link-local address", func() bool {
+			out, _ := nsRun(client, "ip", "-6", "addr", "show", "dev", "eth0", "scope", "link", "-tentative")
+			return strings.Contains(out, "fe80::")
+		})
+		var hostLL string
+		ifc, _ := net.InterfaceByName(br)
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.IsLinkLocalUnicast() {
+				hostLL = ipn.IP.String()
+			}
+		}
+		if hostLL == "" {
+			t.Fatal("the bridge has no link-local address")
+		}
+		// Control: from its global address the client gets the container.
+		expect(t, client, true, tcpProbe("["+prefix+"::1]:18480"))
+		// From its link-local address (to the host's), the packet is not
+		// DNATed: the host, with nothing listening, refuses it.
+		err := linkLocalProbe(hostLL, "18480").run(client)
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("a connection from a link-local source to the host's port 18480: %v, want connection refused (not DNATed)", err)
+		}
+	})
 	if err := n.Del(a); err != nil {
 		t.Fatal(err)
 	}
 
-	// An IPv4-only container (hostbridge-dhcp) gets no IPv6 rules.
+	// An IPv4-only container (hostbridge-dhcp) gets no IPv6 entries.
 	g := newPortmapGround(t, nil)
 	b := attach{ID: "v4only", Netns: container(t, g.lan), Caps: maps(tcpMap(18481, 80, ""))}
 	g.net.MustAdd(b)
-	if exec.Command("ip6tables", "-t", "nat", "-S", portmap.ChainName(g.net.Name, b.ID)).Run() == nil {
-		t.Error("an IPv4-only container got an IPv6 chain")
-	}
-	if exec.Command("iptables", "-t", "nat", "-S", portmap.ChainName(g.net.Name, b.ID)).Run() != nil {
-		t.Error("the IPv4 chain is missing")
-	}
-}
-
-// A DEL while another container keeps its mappings is one nf_tables
-// transaction over netlink, with no iptables process, also for a container
-// with IPv4 addresses only, whose IPv6 chain was never made.
-func TestPortmapDelRunsNoIptables(t *testing.T) {
-	t.Parallel()
-	netName := fmt.Sprintf("pmdel%d", time.Now().UnixNano()%100000)
-	ids := []string{"pmdel-a-" + netName, "pmdel-b-" + netName}
-	conf := func(i int) map[string]any { return portmapAlone(netName, 38201+i, 202, i) }
-	t.Cleanup(func() {
-		for i, id := range ids {
-			_ = runPluginEnv("portmap-lite", "DEL", id, conf(i))
-		}
-	})
-	for i, id := range ids {
-		if err := runPluginEnv("portmap-lite", "ADD", id, conf(i)); err != nil {
-			t.Fatalf("ADD %s: %v", id, err)
-		}
-	}
-	env, runs := execShim(t)
-	if err := runPluginEnv("portmap-lite", "DEL", ids[0], conf(0), env); err != nil {
-		t.Fatalf("DEL: %v", err)
-	}
-	if n := runs(); n != 0 {
-		t.Errorf("DEL with another container left ran %d iptables processes, want none", n)
-	}
-	if chainExistsNat(portmap.ChainName(netName, ids[0])) {
-		t.Error("DEL left the container's chain")
-	}
-	if !chainExistsNat(portmap.ChainName(netName, ids[1])) {
-		t.Error("DEL removed the other container's chain")
+	if got := ruleset(t); mappingEntries(t, g.net.Name, b.ID, "18481/tcp") != 1 {
+		t.Errorf("want exactly one DNAT entry (IPv4) for an IPv4-only container:\n%s", got)
 	}
 }

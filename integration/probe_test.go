@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -144,8 +145,41 @@ func pingProbe(ip string) probe {
 	return probe{"icmp " + ip, func(n string) error { return probePing(n, ip) }}
 }
 
+// expectBlocked runs probes that a firewall must drop: each must fail by
+// timing out. A refusal, an unreachable network or a missing listener
+// proves nothing about the firewall and fails the test too. Call it after
+// the same probes succeeded from an unrestricted container.
+func expectBlocked(t *testing.T, netns string, ps ...probe) {
+	t.Helper()
+	for _, p := range ps {
+		err := p.run(netns)
+		switch {
+		case err == nil:
+			t.Errorf("%s: reachable, want blocked", p.name)
+		case !dropped(err):
+			t.Errorf("%s: failed with %v, not a silent drop: the probe proves nothing", p.name, err)
+		}
+	}
+}
+
+// dropped reports whether a probe's error is a timeout: what a dropped
+// packet looks like to its sender.
+func dropped(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "100% packet loss") || strings.Contains(msg, "timed out") ||
+		strings.Contains(msg, "i/o timeout") || strings.Contains(msg, "exit status 124") // killed by timeout(1)
+}
+
 // expect runs probes from netns and fails the test for every one whose
-// outcome is not want.
+// outcome is not want (for want false, any failure counts: use
+// expectBlocked where a firewall is what should stop the probe).
 func expect(t *testing.T, netns string, want bool, ps ...probe) {
 	t.Helper()
 	for _, p := range ps {

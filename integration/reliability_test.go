@@ -17,20 +17,21 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lanwire/lanwire/integration/testlan"
-	"github.com/lanwire/lanwire/pkg/egress"
+	"github.com/lanwire/lanwire/pkg/guard"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
 )
 
-// With another process holding offline-egress's lock, ADD fails after its
+// With another process holding the firewall's lock, ADD fails after its
 // bounded wait with error 11 and leaves nothing; it never hangs. (Not
 // parallel: the lock is the host's.)
 func TestLockHeldFailsTryAgain(t *testing.T) {
 	g := newOfflineGround(t, "2m")
 	n := g.network(t, "lock", g.offlineConf())
-	if err := os.MkdirAll(filepath.Dir(egress.Layout.Lock), 0o755); err != nil {
+	lock := filepath.Join(guard.Dir, "lock")
+	if err := os.MkdirAll(filepath.Dir(lock), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.OpenFile(egress.Layout.Lock, os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(lock, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +52,11 @@ func TestLockHeldFailsTryAgain(t *testing.T) {
 		t.Errorf("ADD waited %s for the lock; the wait is bounded at 5s", took)
 	}
 	t.Logf("ADD gave up after %s: %s", took.Round(10*time.Millisecond), te.Msg)
-	if chainExists(egress.ChainName(n.Name, a.ID)) {
-		t.Error("the failed ADD left a chain")
+	if n := entriesOf(t, n.Name, a.ID); n != 0 {
+		t.Errorf("the failed ADD left %d firewall entries", n)
+	}
+	if ports := bridgePorts(t, g.lan.Bridge); len(ports) != 1 {
+		t.Errorf("the failed ADD left bridge ports: %v", ports)
 	}
 }
 
@@ -98,8 +102,8 @@ func TestChurnFullChain(t *testing.T) {
 	if ports := bridgePorts(t, g.lan.Bridge); len(ports) != 1 {
 		t.Errorf("bridge ports left: %v", ports)
 	}
-	if out, _ := execOut("iptables-save"); strings.Contains(out, "net="+n.Name+" ") {
-		t.Errorf("rules left:\n%s", out)
+	if out := ruleset(t); strings.Contains(out, "net="+n.Name+" ") {
+		t.Errorf("firewall entries left:\n%s", out)
 	}
 	waitFor(t, 5*time.Second, "dnsmasq to hold no lease", func() bool { ls, _ := g.lan.Leases(); return len(ls) == 0 })
 	if f := stateFiles(g.d.StateDir); len(f) != 0 {

@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
+	"github.com/lanwire/lanwire/pkg/guard"
 	"github.com/lanwire/lanwire/pkg/lease"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
 	"github.com/lanwire/lanwire/pkg/leasestore"
@@ -263,11 +264,22 @@ func (h *holder) adopt(old leasestore.Record, ack *dhcpv4.DHCPv4, how string) bo
 	h.removed = false
 	rec := h.rec
 	h.mu.Unlock()
+	if !info.Address.IP.Equal(old.Info.Address.IP) || !info.ServerID.Equal(old.Info.ServerID) {
+		h.s.movePortAddr(rec.Key, old.Info.Address.IP, info.Address.IP, info.ServerID)
+	}
 	if err := h.s.store.Save(rec); err != nil {
 		h.s.log.Printf("%s: %v (the lease is held in memory)", rec.Key, err)
 	}
 	h.s.log.Printf("%s: %s of %s ok, next renewal in %s", rec.Key, how, info.Address.IP, info.RenewTime)
 	return true
+}
+
+// movePortAddr tells the port's guard that the container's address moved
+// (its frames from the new address pass from then on).
+func (s *Server) movePortAddr(k lease.Key, old, new, server net.IP) {
+	if err := guard.MoveAddr(k.HostIf(), old, new, server); err != nil {
+		s.log.Printf("%s: moving the port's firewall entries from %s to %s: %v", k, old, new, err)
+	}
 }
 
 func routesDiffer(a, b []lease.Route) bool {

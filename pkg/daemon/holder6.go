@@ -119,6 +119,9 @@ func (h *holder) adopt6(old leasestore.Record, reply *dhcpv6.Message, how string
 	h.removed6 = false
 	rec := h.rec
 	h.mu.Unlock()
+	if old.Info6 != nil && !info.Address.Equal(old.Info6.Address) {
+		h.s.movePortAddr(rec.Key, old.Info6.Address, info.Address, nil)
+	}
 	if err := h.s.store.Save(rec); err != nil {
 		h.s.log.Printf("%s: %v (the lease is held in memory)", rec.Key, err)
 	}

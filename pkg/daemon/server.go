@@ -6,10 +6,12 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -27,6 +29,7 @@ import (
 	"github.com/lanwire/lanwire/pkg/lease"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
 	"github.com/lanwire/lanwire/pkg/leasestore"
+	"github.com/lanwire/lanwire/pkg/nft"
 )
 
 // DefaultStateDir is where leases are kept unless told otherwise.
@@ -54,7 +57,8 @@ type Server struct {
 	acquiring map[lease.Key]bool
 	servers   map[string]net.HardwareAddr // bridge -> Ethernet address its DHCP server last answered from
 
-	conns atomic.Int64
+	conns   atomic.Int64
+	adopted atomic.Int64 // sockets handed over and not closed yet
 }
 
 // maxConns bounds the connections open at once; past it a new connection
@@ -246,7 +250,13 @@ func (s *Server) serve(ctx context.Context, conn net.Conn) {
 		return
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(readTimeout))
-	req, err := leaseapi.ReadRequest(bufio.NewReaderSize(conn, 4096))
+	first, fds := readFirst(conn)
+	if string(first) == nft.AdoptMethod && len(fds) > 0 {
+		s.adopt(fds)
+		return
+	}
+	closeFDs(fds)
+	req, err := leaseapi.ReadRequest(bufio.NewReaderSize(io.MultiReader(bytes.NewReader(first), conn), 4096))
 	var resp leaseapi.Response
 	if err != nil {
 		resp.Error = &leaseapi.Error{Code: 999, Msg: "bad request", Details: err.Error()}
@@ -257,6 +267,48 @@ func (s *Server) serve(ctx context.Context, conn net.Conn) {
 	resp.Version = leaseapi.Version
 	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	_ = enc.Encode(resp)
+}
+
+// readFirst reads the connection's first chunk with any descriptors sent
+// along (a plugin handing over its nf_tables socket).
+func readFirst(conn net.Conn) ([]byte, []int) {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return nil, nil
+	}
+	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4*4))
+	n, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+	var fds []int
+	if oobn > 0 {
+		if msgs, perr := unix.ParseSocketControlMessage(oob[:oobn]); perr == nil {
+			for _, m := range msgs {
+				if got, perr := unix.ParseUnixRights(&m); perr == nil {
+					fds = append(fds, got...)
+				}
+			}
+		}
+	}
+	if err != nil && n == 0 {
+		return nil, fds
+	}
+	return buf[:n], fds
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// adopt closes sockets plugins hand over, off their path: closing a
+// netlink socket after nf_tables deleted something waits for the kernel to
+// free it (~10 ms), which the plugin's caller would otherwise wait for.
+func (s *Server) adopt(fds []int) {
+	s.adopted.Add(int64(len(fds)))
+	go func() {
+		defer s.adopted.Add(-int64(len(fds)))
+		closeFDs(fds)
+	}()
 }
 
 func (s *Server) handle(ctx context.Context, req leaseapi.Request) leaseapi.Response {

@@ -41,6 +41,9 @@ type Config struct {
 	AutoStartDaemon *bool `json:"autoStartDaemon,omitempty"`
 	// DaemonStateDir is passed to a daemon the plugin starts itself.
 	DaemonStateDir string `json:"daemonStateDir,omitempty"`
+	// SpoofCheck makes the container's frames carry its own MAC, ARP
+	// sender and IP source addresses. Default true.
+	SpoofCheck *bool `json:"spoofCheck,omitempty"`
 
 	RuntimeConfig struct {
 		MAC string   `json:"mac,omitempty"`
@@ -319,3 +322,6 @@ func DeriveMAC(containerID, ifname string) net.HardwareAddr {
 	mac[0] = (mac[0] | 0x02) &^ 0x01
 	return mac
 }
+
+// Spoof reports whether spoofCheck is on (the default).
+func (c *Config) Spoof() bool { return c.SpoofCheck == nil || *c.SpoofCheck }

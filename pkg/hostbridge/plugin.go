@@ -14,10 +14,12 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/lanwire/lanwire/pkg/bridgeport"
+	"github.com/lanwire/lanwire/pkg/guard"
 	"github.com/lanwire/lanwire/pkg/lease"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
 	"github.com/lanwire/lanwire/pkg/leasestore"
 	"github.com/lanwire/lanwire/pkg/netconf"
+	"github.com/lanwire/lanwire/pkg/nft"
 )
 
 // rollback runs undo steps in reverse unless committed.
@@ -85,7 +87,7 @@ func Add(args *skel.CmdArgs) error {
 
 	// The FORWARD rule check (iptables processes) runs while the veth is made.
 	fwd := make(chan error, 1)
-	go func() { fwd <- ensureForward(c.Bridge) }()
+	go func() { fwd <- ensureForward(c.Bridge, c.DaemonSocket) }()
 
 	undo := &rollback{}
 	defer undo.run()
@@ -146,8 +148,36 @@ func Add(args *skel.CmdArgs) error {
 		return err
 	}
 	result := buildResult(c, args, br, links, info, added, resp.Lease.Info6, ri)
+	if err := guardPort(c, args, key, mac, info, result); err != nil {
+		return err
+	}
 	undo.commit()
 	return types.PrintResult(result, c.CNIVersion)
+}
+
+// guardPort registers the container's bridge port with the guard: with
+// spoofCheck its frames must carry its own MAC and addresses; the record
+// also lets offline-egress and the lease daemon (which moves the addresses
+// when a lease moves) find the port. An offline policy the port already
+// has (a repeated ADD) is kept: offline-egress, next in the chain, sets it.
+func guardPort(c *Config, args *skel.CmdArgs, key lease.Key, mac net.HardwareAddr, info lease.Info, res *current.Result) error {
+	p := guard.Port{
+		IfName: hostVethName(key), Bridge: c.Bridge, Network: c.Name, ContainerID: args.ContainerID,
+		MAC: mac.String(), Spoof: c.Spoof(), HostBridge: true, Daemon: c.DaemonSocket,
+	}
+	if info.ServerID != nil {
+		p.DHCP = []net.IP{info.ServerID}
+	}
+	for _, ip := range res.IPs {
+		p.Addrs = append(p.Addrs, ip.Address.IP)
+	}
+	if old, err := guard.Load(p.IfName); err == nil && old != nil && old.Network == p.Network && old.ContainerID == p.ContainerID {
+		p.Offline = old.Offline
+	}
+	if err := guard.Apply(p); err != nil {
+		return nft.CNIError("guarding the container's bridge port", err)
+	}
+	return nil
 }
 
 // bridgeRoutes lists the host's non-default static routes through the bridge.
@@ -266,6 +296,13 @@ func Del(args *skel.CmdArgs) error {
 	}
 	if err := deleteLinks(args.Netns, args.IfName, hostVethName(key)); err != nil {
 		errs = append(errs, err)
+	}
+	// The port's guard goes after the port: never a moment unguarded.
+	if err := guard.Remove(hostVethName(key)); err != nil {
+		errs = append(errs, fmt.Errorf("removing the port's firewall entries: %w", err))
+	}
+	if err := releaseForward(c.Bridge, hostVethName(key), c.DaemonSocket); err != nil {
+		errs = append(errs, fmt.Errorf("removing the FORWARD rule of bridge %s: %w", c.Bridge, err))
 	}
 	if len(errs) > 0 {
 		return types.NewError(types.ErrInternal, "removing the attachment of "+key.String(), errors.Join(errs...).Error())
@@ -421,6 +458,13 @@ func GC(args *skel.CmdArgs) error {
 	}
 	if _, err := call(c.DaemonSocket, 30*time.Second, leaseapi.Request{Method: leaseapi.MethodGC, Network: c.Name, Valid: valid}); err != nil {
 		return apiError(c.DaemonSocket, err)
+	}
+	ids := map[string]bool{}
+	for _, a := range c.ValidAttachments {
+		ids[a.ContainerID] = true
+	}
+	if err := guard.GC(c.Name, func(id string) bool { return ids[id] }, true); err != nil {
+		return nft.CNIError("removing the firewall entries of stale containers", err)
 	}
 	return nil
 }

@@ -41,7 +41,7 @@ func keyOf(c *Config, args *skel.CmdArgs) lease.Key {
 
 // hostVethName is the host end's name, derived from the key so DEL finds it
 // without state.
-func hostVethName(k lease.Key) string { return "lw" + k.ID()[:10] }
+func hostVethName(k lease.Key) string { return k.HostIf() }
 
 // macFor picks the container MAC: the mac capability, then CNI_ARGS MAC=,
 // then one derived from container ID and ifname.

@@ -31,6 +31,10 @@ func (k Key) ID() string {
 	return hex.EncodeToString(s[:12])
 }
 
+// HostIf is the name of the host end of the key's veth: "lw" and 10 hex
+// digits of the key's hash.
+func (k Key) HostIf() string { return "lw" + k.ID()[:10] }
+
 // Validate reports whether every part of the key is present.
 func (k Key) Validate() error {
 	if k.ContainerID == "" || k.Network == "" || k.IfName == "" {

@@ -23,8 +23,11 @@ type Config struct {
 	AllowDHCP  *bool        `json:"allowDHCP,omitempty"`
 	LogBlocked bool         `json:"logBlocked,omitempty"`
 	DNS        []string     `json:"dns,omitempty"`
+	// DaemonSocket is the lease daemon the plugin hands its firewall
+	// socket to (hostbridge-dhcp's own setting is used when it made the port).
+	DaemonSocket string `json:"daemonSocket,omitempty"`
 
-	allow []egress.Allow
+	allow []egress.Allow // the allowlist with the DNS entries
 	dns   []net.IP
 }
 
@@ -52,25 +55,9 @@ func Parse(stdin []byte) (*Config, error) {
 		c.AllowDHCP = &t
 	}
 	for i, e := range c.Allow {
-		var a egress.Allow
-		switch e.To {
-		case "":
-			return nil, invalid("\"allow\"[%d]: \"to\" is required: a CIDR such as \"192.168.1.0/24\", an address, or \"host\"", i)
-		case "host":
-			a.Host = true
-		default:
-			n, err := parseNet(e.To)
-			if err != nil {
-				return nil, invalid("\"allow\"[%d]: %v", i, err)
-			}
-			a.Net = n
-		}
-		for _, p := range e.Ports {
-			pr, err := egress.ParsePort(p)
-			if err != nil {
-				return nil, invalid("\"allow\"[%d]: %v", i, err)
-			}
-			a.Ports = append(a.Ports, pr)
+		a, err := egress.ParseAllow(e.To, e.Ports)
+		if err != nil {
+			return nil, invalid("\"allow\"[%d]: %v", i, err)
 		}
 		c.allow = append(c.allow, a)
 	}
@@ -80,6 +67,7 @@ func Parse(stdin []byte) (*Config, error) {
 			return nil, invalid("\"dns\": %q is not an IP address", d)
 		}
 		c.dns = append(c.dns, ip)
+		c.allow = append(c.allow, egress.DNS(ip))
 	}
 	if c.RawPrevResult != nil {
 		if err := version.ParsePrevResult(&c.PluginConf); err != nil {
@@ -87,23 +75,4 @@ func Parse(stdin []byte) (*Config, error) {
 		}
 	}
 	return &c, nil
-}
-
-// parseNet accepts a CIDR or a single address.
-func parseNet(s string) (*net.IPNet, error) {
-	if ip := net.ParseIP(s); ip != nil {
-		bits := 128
-		if ip4 := ip.To4(); ip4 != nil {
-			ip, bits = ip4, 32
-		}
-		return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
-	}
-	ip, n, err := net.ParseCIDR(s)
-	if err != nil {
-		return nil, fmt.Errorf("%q is neither a CIDR, an address nor \"host\"", s)
-	}
-	if !ip.Equal(n.IP) {
-		return nil, fmt.Errorf("%q has host bits set; did you mean %s?", s, n)
-	}
-	return n, nil
 }

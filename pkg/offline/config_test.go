@@ -14,7 +14,7 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !*c.AllowDHCP || len(c.allow) != 3 || !c.allow[0].Host || c.allow[1].Net.String() != "192.168.1.10/32" || len(c.dns) != 1 {
+	if !*c.AllowDHCP || len(c.allow) != 4 || !c.allow[0].Host || c.allow[1].Net.String() != "192.168.1.10/32" || len(c.dns) != 1 {
 		t.Errorf("parsed: %+v %+v", c, c.allow)
 	}
 }

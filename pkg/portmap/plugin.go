@@ -3,28 +3,37 @@ package portmap
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
-	"os"
+	"path/filepath"
 	"strconv"
-	"sync"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 
-	"github.com/lanwire/lanwire/pkg/chains"
+	"github.com/lanwire/lanwire/pkg/guard"
+	"github.com/lanwire/lanwire/pkg/hostknob"
+	"github.com/lanwire/lanwire/pkg/nft"
 )
+
+// Knobs is where the host settings the plugin turns on are remembered.
+var Knobs = hostknob.Knobs{Dir: hostknob.DefaultDir}
 
 // Config is portmap-lite's network configuration.
 type Config struct {
 	types.PluginConf
 	// Localhost lets the host reach mappings through 127.0.0.1 (opt-in:
 	// it turns on route_localnet on the container's bridge).
-	Localhost     bool `json:"localhost,omitempty"`
+	Localhost bool `json:"localhost,omitempty"`
+	// DaemonSocket is the lease daemon the plugin hands its firewall
+	// socket to (by default the one hostbridge-dhcp's port names).
+	DaemonSocket  string `json:"daemonSocket,omitempty"`
 	RuntimeConfig struct {
 		PortMappings []Mapping `json:"portMappings,omitempty"`
 	} `json:"runtimeConfig,omitempty"`
@@ -60,29 +69,21 @@ func Parse(stdin []byte) (*Config, error) {
 }
 
 // specs builds one Spec per family the container has an address in.
-func specs(c *Config, args *skel.CmdArgs, prev *current.Result) []Spec {
-	chain := ChainName(c.Name, args.ContainerID)
+func specs(c *Config, prev *current.Result) []Spec {
 	var out []Spec
-	have := map[chains.Family]bool{}
+	have := map[bool]bool{}
 	for _, ip := range prev.IPs {
-		f := chains.V4
-		if ip.Address.IP.To4() == nil {
-			if ip.Address.IP.IsLinkLocalUnicast() {
-				continue
-			}
-			f = chains.V6
-		}
-		if have[f] {
+		v6 := ip.Address.IP.To4() == nil
+		if (v6 && ip.Address.IP.IsLinkLocalUnicast()) || have[v6] {
 			continue
 		}
-		have[f] = true
-		out = append(out, Spec{Network: c.Name, ContainerID: args.ContainerID, Chain: chain, Family: f,
-			Addr: ip.Address, Mappings: c.mappings, Localhost: c.Localhost, MasqAll: !isLocal(ip.Gateway)})
+		have[v6] = true
+		out = append(out, Spec{Addr: ip.Address, Mappings: c.mappings, Localhost: c.Localhost && !v6, MasqAll: !isLocal(ip.Gateway)})
 	}
 	return out
 }
 
-func firewallError(err error) error { return chains.CNIError("changing the portmap-lite rules", err) }
+func firewallError(err error) error { return nft.CNIError("changing the portmap-lite rules", err) }
 
 func prevResult(c *Config) (*current.Result, error) {
 	if c.PrevResult == nil {
@@ -112,10 +113,9 @@ func isLocal(ip net.IP) bool {
 	return false
 }
 
-// hostDev names the host interface the container is reached through: its
-// bridge, else its host veth.
-func hostDev(prev *current.Result) string {
-	dev := ""
+// hostSide names the host interface the container is reached through (its
+// bridge, else its host veth) and its bridge ports (for hairpin mode).
+func hostSide(prev *current.Result) (dev string, ports []string) {
 	for _, ifc := range prev.Interfaces {
 		if ifc.Sandbox != "" {
 			continue
@@ -124,49 +124,37 @@ func hostDev(prev *current.Result) string {
 		if err != nil {
 			continue
 		}
-		if l.Type() == "bridge" {
-			return ifc.Name
-		}
-		if l.Type() == "veth" && dev == "" {
+		switch l.Type() {
+		case "bridge":
 			dev = ifc.Name
+		case "veth":
+			if l.Attrs().MasterIndex > 0 {
+				ports = append(ports, ifc.Name)
+			} else if dev == "" {
+				dev = ifc.Name
+			}
 		}
 	}
-	return dev
+	return dev, ports
 }
 
-// enableHairpin lets the container reach its own published ports: DNAT on
-// a bridge sends the packet back out of the port it came in by, which the
-// bridge allows only in hairpin mode.
-// Equivalent to: `bridge link set dev VETH hairpin on`.
-func enableHairpin(prev *current.Result) error {
-	for _, ifc := range prev.Interfaces {
-		if ifc.Sandbox != "" {
-			continue
-		}
-		p := "/sys/class/net/" + ifc.Name + "/brport/hairpin_mode"
-		if _, err := os.Stat(p); err != nil {
-			continue // not a bridge port
-		}
-		if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
-			return fmt.Errorf("turning on hairpin mode of %s: %w", ifc.Name, err)
+// daemonFor is the lease daemon to hand the firewall socket to.
+func daemonFor(c *Config, ports []string) string {
+	if c.DaemonSocket != "" {
+		return c.DaemonSocket
+	}
+	for _, p := range ports {
+		if rec, err := guard.Load(p); err == nil && rec != nil && rec.Daemon != "" {
+			return rec.Daemon
 		}
 	}
-	return nil
+	return guard.DefaultDaemon
 }
 
-// enableForwarding lets IPv4 packets arriving on dev be forwarded (a LAN
-// client's connection DNATed to a container behind the same bridge). It is
-// the interface's own switch, not the global ip_forward.
-// Equivalent to: `sysctl net.ipv4.conf.DEV.forwarding=1`.
-func enableForwarding(dev string) error {
-	p := "/proc/sys/net/ipv4/conf/" + dev + "/forwarding"
-	if b, err := os.ReadFile(p); err == nil && len(b) > 0 && b[0] == '1' {
-		return nil
-	}
-	return os.WriteFile(p, []byte("1"), 0o644)
-}
+// lock serializes portmap-lite's changes.
+func lock() (func(), error) { return nft.Lock(filepath.Join(Dir, "lock")) }
 
-// Add installs the container's mappings, refusing ports another container
+// Add publishes the container's mappings, refusing ports another container
 // or a host process holds, and passes prevResult on.
 func Add(args *skel.CmdArgs) error {
 	c, err := Parse(args.StdinData)
@@ -180,71 +168,181 @@ func Add(args *skel.CmdArgs) error {
 	if len(c.mappings) == 0 {
 		return types.PrintResult(prev, c.CNIVersion)
 	}
-	ss := specs(c, args, prev)
+	ss := specs(c, prev)
 	if len(ss) == 0 {
 		return invalid("prevResult has no IP address to publish ports to")
 	}
-	// The host interface the container is reached through; none for
-	// host-less attachments such as macvlan.
-	dev := hostDev(prev)
-	if dev != "" {
-		if err := enableForwarding(dev); err != nil {
-			return types.NewError(types.ErrInternal, "enabling forwarding on "+dev, err.Error())
-		}
-	}
-	if err := enableHairpin(prev); err != nil {
-		return types.NewError(types.ErrInternal, "letting the container reach its own ports", err.Error())
-	}
+	dev, ports := hostSide(prev)
 	if c.Localhost && dev == "" {
 		return invalid("\"localhost\": true needs the container's host interface (a bridge or veth) in prevResult")
 	}
-	if c.Localhost {
-		if err := allowLocalhost(dev); err != nil {
-			return types.NewError(types.ErrInternal, "enabling 127.0.0.1 access to published ports", err.Error())
-		}
-	}
-	unlock, err := Layout(chains.V4).TakeLock()
+	unlock, err := lock()
 	if err != nil {
 		return firewallError(err)
 	}
 	defer unlock()
-	chain := ChainName(c.Name, args.ContainerID)
 	if err := checkFree(c.Name, args.ContainerID, c.mappings); err != nil {
 		return err
 	}
-	fams := make([]chains.Family, len(ss))
-	byFamily := map[chains.Family]Spec{}
-	for i, sp := range ss {
-		fams[i] = sp.Family
-		byFamily[sp.Family] = sp
+	rec := Record{Network: c.Name, ContainerID: args.ContainerID, Mappings: c.mappings, Specs: ss, Dev: dev,
+		Localhost: c.Localhost, Daemon: daemonFor(c, ports)}
+	user := "portmap:" + Owner(c.Name, args.ContainerID)
+	if err := hostSettings(rec, ports, user); err != nil {
+		_ = Knobs.Release(user)
+		return types.NewError(types.ErrInternal, "preparing the host to publish ports", err.Error())
 	}
-	tables, errs := chains.OpenAll(fams...)
-	for i, err := range errs {
-		if err != nil {
-			return types.NewError(types.ErrInternal, fmt.Sprintf("cannot publish ports over %s", fams[i]), err.Error())
-		}
-	}
-	undo := func() { _ = chains.RemoveAll(tables, Layout, chain) }
-	if err := chains.Each(tables, func(t *chains.Tables) error {
-		sp := byFamily[t.Family]
-		return t.Install(Layout(t.Family), sp.Chain, sp.Dispatch(), sp.Rules())
-	}); err != nil {
-		undo()
+	old, err := loadRecord(c.Name, args.ContainerID)
+	if err != nil {
 		return firewallError(err)
 	}
-	if err := setClaims(c.Name, args.ContainerID, chain, c.mappings); err != nil {
-		undo()
+	if err := apply(old, &rec); err != nil {
+		if old == nil {
+			_ = Knobs.Release(user)
+		}
+		return firewallError(err)
+	}
+	if err := saveRecord(rec); err != nil {
+		_ = apply(&rec, old)
 		return types.NewError(types.ErrInternal, "recording the published ports", err.Error())
 	}
 	flushUDP(c.mappings)
 	return types.PrintResult(prev, c.CNIVersion)
 }
 
+// hostSettings turns on what published ports need, each put back when the
+// last container needing it goes: forwarding on the interface LAN clients
+// arrive by (its own switch, not the global ip_forward), hairpin mode on
+// the container's bridge port (so it reaches its own published ports), and
+// with "localhost", route_localnet.
+// Equivalent to: `sysctl net.ipv4.conf.DEV.forwarding=1; bridge link set dev VETH hairpin on`.
+func hostSettings(r Record, ports []string, user string) error {
+	if r.Dev != "" {
+		if err := Knobs.Need("/proc/sys/net/ipv4/conf/"+r.Dev+"/forwarding", "1", user); err != nil {
+			return err
+		}
+		if r.Localhost {
+			if err := Knobs.Need("/proc/sys/net/ipv4/conf/"+r.Dev+"/route_localnet", "1", user); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range ports {
+		if err := Knobs.Need("/sys/class/net/"+p+"/brport/hairpin_mode", "1", user); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apply moves the table from old's entries (nil: none) to new's, in one
+// transaction; the first container creates the table, the last deletes it.
+func apply(old, new *Record) error {
+	var oldE, newE []Element
+	owner, daemon := "", guard.DefaultDaemon
+	if old != nil {
+		oldE, owner, daemon = old.Elements(), Owner(old.Network, old.ContainerID), old.Daemon
+	}
+	if new != nil {
+		newE, owner, daemon = new.Elements(), Owner(new.Network, new.ContainerID), new.Daemon
+	}
+	c, err := nft.Open()
+	if err != nil {
+		return err
+	}
+	defer c.Close(daemon)
+	t := Layout()
+	has, err := c.TableExists(t.Ref())
+	if err != nil {
+		return err
+	}
+	others := othersPublish(owner)
+	switch {
+	case new == nil && !others:
+		if has {
+			c.Delete(t)
+		}
+		return c.Flush()
+	case !has:
+		if others {
+			return rebuild(c, new, owner)
+		}
+		if err := c.Create(t); err != nil {
+			return err
+		}
+		oldE = nil
+	}
+	queue(c, t, oldE, newE, new)
+	if err := c.Flush(); err != nil {
+		// The kernel and the records disagree (an entry removed by hand, a
+		// flushed table): start the table over from the records.
+		if rerr := rebuild(c, new, owner); rerr != nil {
+			return fmt.Errorf("%v; rebuilding the table: %w", err, rerr)
+		}
+	}
+	return nil
+}
+
+// queue queues the removal of old's entries new does not have, the
+// addition of new's old did not, and the localnet guard of new's interface.
+func queue(c *nft.Conn, t nft.Table, oldE, newE []Element, new *Record) {
+	in := func(es []Element) map[string]bool {
+		m := map[string]bool{}
+		for _, e := range es {
+			m[e.Set+string(e.Key)+string(e.KeyEnd)+string(e.Val)] = true
+		}
+		return m
+	}
+	inNew := in(newE)
+	for _, e := range oldE {
+		if !inNew[e.Set+string(e.Key)+string(e.KeyEnd)+string(e.Val)] {
+			_ = c.SetDeleteElements(t.SetRef(e.Set), []nftables.SetElement{{Key: e.Key, KeyEnd: e.KeyEnd}})
+		}
+	}
+	// All of new's entries, not only those old lacks: adding one that is
+	// there changes nothing, and one removed by hand comes back.
+	for _, e := range newE {
+		{
+			_ = c.SetAddElements(t.SetRef(e.Set), []nftables.SetElement{{Key: e.Key, KeyEnd: e.KeyEnd, Val: e.Val,
+				Comment: Comment(new.Network, new.ContainerID, e.Mapping)}})
+		}
+	}
+	if new != nil && new.Localhost && new.Dev != "" {
+		_ = c.SetAddElements(t.SetRef(setLocalnet), []nftables.SetElement{{Key: nft.IfName(new.Dev), Comment: "route_localnet is on"}})
+	}
+}
+
+// rebuild replaces the table with one holding every record's entries
+// (new in place of owner's record), in one transaction.
+func rebuild(c *nft.Conn, new *Record, owner string) error {
+	t := Layout()
+	if ok, _ := c.TableExists(t.Ref()); ok {
+		c.Delete(t)
+	}
+	var rs []Record
+	for _, r := range records() {
+		if Owner(r.Network, r.ContainerID) != owner {
+			rs = append(rs, r)
+		}
+	}
+	if new != nil {
+		rs = append(rs, *new)
+	}
+	if len(rs) > 0 {
+		if err := c.Create(t); err != nil {
+			return err
+		}
+	}
+	for i := range rs {
+		queue(c, t, nil, rs[i].Elements(), &rs[i])
+	}
+	return c.Flush()
+}
+
 // checkFree refuses a mapping whose host port another container's mapping
 // or a listening host process already holds.
 func checkFree(network, id string, ms []Mapping) error {
 	for _, m := range ms {
-		held, err := holders(m, network, id, chainAlive)
+		held, err := holders(m, network, id)
 		if err != nil {
 			return types.NewError(types.ErrInternal, "checking which ports are taken", err.Error())
 		}
@@ -252,11 +350,11 @@ func checkFree(network, id string, ms []Mapping) error {
 			return types.NewError(types.ErrInvalidNetworkConfig,
 				fmt.Sprintf("port %d/%s is already allocated to container %s (network %s)", m.HostPort, m.Protocol, held[0].ID, held[0].Network), "")
 		}
-		for _, f := range []chains.Family{chains.V4, chains.V6} {
-			if !m.applies(f) {
+		for _, v6 := range []bool{false, true} {
+			if !m.applies(v6) {
 				continue
 			}
-			if addr, busy := hostListening(m, f); busy {
+			if addr, busy := hostListening(m, v6); busy {
 				return types.NewError(types.ErrInvalidNetworkConfig,
 					fmt.Sprintf("port %d/%s is already allocated: a host process listens on %s", m.HostPort, m.Protocol, addr), "")
 			}
@@ -265,25 +363,13 @@ func checkFree(network, id string, ms []Mapping) error {
 	return nil
 }
 
-// chainAlive reports whether a container's chain exists in either family.
-func chainAlive(chain string) bool {
-	for _, f := range []chains.Family{chains.V4, chains.V6} {
-		if t, err := chains.Open(f); err == nil {
-			if ok, err := t.ChainExists(Table, chain); err == nil && ok {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // hostListening tries to bind the mapping's host address and port; a
 // failure with "address in use" means a host process holds it.
-func hostListening(m Mapping, f chains.Family) (string, bool) {
+func hostListening(m Mapping, v6 bool) (string, bool) {
 	host := m.HostIP
 	if host == "" {
 		host = "0.0.0.0"
-		if f == chains.V6 {
+		if v6 {
 			host = "::"
 		}
 	}
@@ -326,26 +412,12 @@ func flushUDP(ms []Mapping) {
 	}
 }
 
-// allowLocalhost turns on route_localnet on the interface the container is
-// reached through, and drops packets from outside addressed to 127.0.0.0/8
-// there, which route_localnet would otherwise let in.
-// Equivalent to: `sysctl net.ipv4.conf.BR.route_localnet=1; iptables -t raw -I PREROUTING -i BR -d 127.0.0.0/8 -j DROP`.
-func allowLocalhost(dev string) error {
-	t, err := chains.Open(chains.V4)
-	if err != nil {
-		return err
-	}
-	rule := []string{"-i", dev, "-d", "127.0.0.0/8", "-m", "comment", "--comment", "lanwire portmap-lite: no loopback from " + dev, "-j", "DROP"}
-	ok, err := t.Exists("raw", "PREROUTING", rule...)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		if err := t.Insert("raw", "PREROUTING", 1, rule...); err != nil {
-			return fmt.Errorf("guarding %s against loopback-addressed packets: %w", dev, err)
-		}
-	}
-	return os.WriteFile("/proc/sys/net/ipv4/conf/"+dev+"/route_localnet", []byte("1"), 0o644)
+// remove unpublishes a container's record: its entries, claims and host
+// settings.
+func remove(r *Record) error {
+	err := apply(r, nil)
+	dropRecord(r.Network, r.ContainerID)
+	return errors.Join(err, Knobs.Release("portmap:"+Owner(r.Network, r.ContainerID)))
 }
 
 // Del removes the container's mappings and their UDP conntrack entries. It
@@ -355,23 +427,28 @@ func Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	chain := ChainName(c.Name, args.ContainerID)
-	unlock, err := Layout(chains.V4).TakeLock()
+	unlock, err := lock()
 	if err != nil {
 		return firewallError(err)
 	}
 	defer unlock()
-	err = chains.RemoveAll(chains.Usable(), Layout, chain)
-	// The mappings it held: from the claims, and from the capability
-	// arguments DEL is given again.
-	flushUDP(append(dropClaims(chain), c.mappings...))
+	r, err := loadRecord(c.Name, args.ContainerID)
+	if err != nil {
+		return firewallError(err)
+	}
+	ms := c.mappings
+	if r != nil {
+		ms = append(ms, r.Mappings...)
+		err = remove(r)
+	}
+	flushUDP(ms)
 	if err != nil {
 		return firewallError(err)
 	}
 	return nil
 }
 
-// Check verifies the hooks, the dispatch rules and the DNAT targets.
+// Check verifies the table's rules and the container's entries.
 func Check(args *skel.CmdArgs) error {
 	c, err := Parse(args.StdinData)
 	if err != nil {
@@ -384,13 +461,38 @@ func Check(args *skel.CmdArgs) error {
 	if len(c.mappings) == 0 {
 		return nil
 	}
-	for _, s := range specs(c, args, prev) {
-		t, err := chains.Open(s.Family)
-		if err != nil {
-			return err
+	want := Record{Network: c.Name, ContainerID: args.ContainerID, Mappings: c.mappings, Specs: specs(c, prev)}
+	conn, err := nft.Open()
+	if err != nil {
+		return err
+	}
+	defer conn.Close(daemonFor(c, nil))
+	t := Layout()
+	if ok, err := conn.TableExists(t.Ref()); err != nil || !ok {
+		return types.NewError(types.ErrInternal, "portmap-lite's table "+Table+" is missing", fmt.Sprint(err))
+	}
+	if diff, err := conn.Verify(t); err != nil || diff != "" {
+		return types.NewError(types.ErrInternal, "portmap-lite's rules are not as they should be", diff+fmt.Sprint(err))
+	}
+	have := map[string][]nftables.SetElement{}
+	for _, e := range want.Elements() {
+		if _, ok := have[e.Set]; !ok {
+			es, err := conn.GetSetElements(t.SetRef(e.Set))
+			if err != nil {
+				return err
+			}
+			have[e.Set] = es
 		}
-		if err := t.Check(Layout(s.Family), s.Chain, s.Dispatch(), s.Rules()); err != nil {
-			return err
+		found := false
+		for _, g := range have[e.Set] {
+			found = found || (bytes.Equal(g.Key, e.Key) && bytes.Equal(g.Val, e.Val) && !g.IntervalEnd)
+		}
+		if !found {
+			what := "an entry of set " + e.Set
+			if e.Mapping != "" {
+				what = "the DNAT of " + e.Mapping
+			}
+			return types.NewError(types.ErrInternal, fmt.Sprintf("%s for container %s is missing", what, args.ContainerID), "")
 		}
 	}
 	return nil
@@ -406,41 +508,57 @@ func GC(args *skel.CmdArgs) error {
 	for _, a := range c.ValidAttachments {
 		valid[a.ContainerID] = true
 	}
-	unlock, err := Layout(chains.V4).TakeLock()
+	unlock, err := lock()
 	if err != nil {
 		return firewallError(err)
 	}
 	defer unlock()
-	stale := func(comment string) bool {
-		network, id, _, ok := ParseComment(comment)
-		return ok && network == c.Name && !valid[id]
-	}
-	var mu sync.Mutex
-	err = chains.Each(chains.Usable(), func(t *chains.Tables) error {
-		removed, err := t.RemoveStale(Layout(t.Family), stale)
-		mu.Lock()
-		defer mu.Unlock()
-		for _, chain := range removed {
-			dropClaims(chain)
-		}
-		return err
-	})
-	// Claims whose chain no longer exists at all.
-	for _, chain := range claimedChains() {
-		if !chainAlive(chain) {
-			dropClaims(chain)
+	var errs []error
+	for _, r := range records() {
+		if r.Network == c.Name && !valid[r.ContainerID] {
+			errs = append(errs, remove(&r))
 		}
 	}
-	if err != nil {
+	errs = append(errs, repair())
+	if err := errors.Join(errs...); err != nil {
 		return firewallError(err)
 	}
 	return nil
 }
 
-// Status says whether iptables can be used.
+// repair rebuilds the table from the records when its rules differ from
+// portmap-lite's (changed by hand).
+func repair() error {
+	c, err := nft.Open()
+	if err != nil {
+		return err
+	}
+	defer c.Close(guard.DefaultDaemon)
+	t := Layout()
+	has, err := c.TableExists(t.Ref())
+	if err != nil || (!has && len(records()) == 0) {
+		return err
+	}
+	if has {
+		if diff, err := c.Verify(t); err != nil || diff == "" {
+			return err
+		}
+	}
+	return rebuild(c, nil, "")
+}
+
+// Status says whether nf_tables can be used.
 func Status(args *skel.CmdArgs) error {
 	if _, err := Parse(args.StdinData); err != nil {
 		return err
 	}
-	return chains.Status("portmap-lite")
+	c, err := nft.Open()
+	if err == nil {
+		_, err = c.ListTablesOfFamily(0)
+		c.Close("")
+	}
+	if err != nil {
+		return types.NewError(50, "portmap-lite cannot use nf_tables", err.Error())
+	}
+	return nil
 }

@@ -1,11 +1,10 @@
 package portmap
 
 import (
+	"encoding/hex"
 	"net"
 	"strings"
 	"testing"
-
-	"github.com/lanwire/lanwire/pkg/chains"
 )
 
 func TestValidate(t *testing.T) {
@@ -43,70 +42,103 @@ func TestOverlaps(t *testing.T) {
 	}
 }
 
-func TestCommentRoundTrip(t *testing.T) {
-	for _, m := range []Mapping{{HostPort: 8080, Protocol: "tcp"}, {HostPort: 53, Protocol: "udp", HostIP: "fd00::1"}} {
-		n, id, got, ok := ParseComment(Comment("my net", "c1", m))
-		if !ok || n != "my net" || id != "c1" || got.String() != m.String() {
-			t.Errorf("round trip of %s: %q %q %s %v", m, n, id, got, ok)
-		}
+func ipnet(s string) net.IPNet {
+	ip, n, err := net.ParseCIDR(s)
+	if err != nil {
+		panic(err)
 	}
+	return net.IPNet{IP: ip, Mask: n.Mask}
 }
 
-func join(rs [][]string) string {
+// render shows elements as "set key [- keyEnd] : val (mapping)" in hex.
+func render(es []Element) string {
 	var lines []string
-	for _, r := range rs {
-		lines = append(lines, strings.Join(r, " "))
+	for _, e := range es {
+		l := e.Set + " " + hex.EncodeToString(e.Key)
+		if e.KeyEnd != nil {
+			l += "-" + hex.EncodeToString(e.KeyEnd)
+		}
+		if e.Val != nil {
+			l += " : " + hex.EncodeToString(e.Val)
+		}
+		if e.Mapping != "" {
+			l += " (" + e.Mapping + ")"
+		}
+		lines = append(lines, l)
 	}
 	return strings.Join(lines, "\n")
 }
 
-func TestRulesV4(t *testing.T) {
-	s := Spec{Network: "lan", ContainerID: "c1", Chain: "LWPM-X", Family: chains.V4,
-		Addr:     net.IPNet{IP: net.ParseIP("10.1.2.50").To4(), Mask: net.CIDRMask(24, 32)},
-		Mappings: []Mapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}, {HostPort: 53, ContainerPort: 5353, Protocol: "udp", HostIP: "10.1.2.254"}, {HostPort: 9, ContainerPort: 9, Protocol: "tcp", HostIP: "fd00::1"}},
+func TestElementsV4(t *testing.T) {
+	ms, _ := Validate([]Mapping{
+		{HostPort: 8080, ContainerPort: 80},
+		{HostPort: 5353, ContainerPort: 53, Protocol: "udp", HostIP: "10.0.0.1"},
+		{HostPort: 9000, ContainerPort: 9000, HostIP: "fd00::1"},
+	})
+	s := Spec{Addr: ipnet("10.1.2.3/24"), Mappings: ms, Localhost: true}
+	// proto and ports pad to 4 bytes; values are address . port.
+	want := strings.Join([]string{
+		"dnatany4 060000001f900000 : 0a01020300500000 (8080/tcp)",
+		"dnatlo4 060000001f900000 : 0a01020300500000 (8080/tcp)",
+		"dnat4 0a0000011100000014e90000 : 0a01020300350000 (5353/udp@10.0.0.1)",
+		"hairpin4 0a0102030a010200-0a0102030a0102ff",
+	}, "\n")
+	if got := render(s.Elements()); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}
-	wantDispatch := `! -d 127.0.0.0/8 -p tcp --dport 8080 -m comment --comment lanwire portmap-lite net=lan id=c1 map=8080/tcp -j LWPM-X
--d 10.1.2.254/32 -p udp --dport 53 -m comment --comment lanwire portmap-lite net=lan id=c1 map=53/udp@10.1.2.254 -j LWPM-X`
-	if got := join(s.Dispatch()); got != wantDispatch {
-		t.Errorf("dispatch:\n%s\nwant:\n%s", got, wantDispatch)
-	}
-	wantRules := `-p tcp --dport 8080 -s 10.1.2.0/24 -j MARK --set-xmark 0x2000/0x2000
--p tcp --dport 8080 -j DNAT --to-destination 10.1.2.50:80
--d 10.1.2.254/32 -p udp --dport 53 -s 10.1.2.0/24 -j MARK --set-xmark 0x2000/0x2000
--d 10.1.2.254/32 -p udp --dport 53 -j DNAT --to-destination 10.1.2.50:5353`
-	if got := join(s.Rules()); got != wantRules {
-		t.Errorf("rules:\n%s\nwant:\n%s", got, wantRules)
-	}
-	s.MasqAll, s.Localhost = true, true
-	s.Mappings = s.Mappings[:1]
-	if got := join(s.Rules()); !strings.HasPrefix(got, "-p tcp --dport 8080 -j MARK") || strings.Contains(got, "127.0.0.0/8") {
-		t.Errorf("masquerade-all rules:\n%s", got)
-	}
-	if got := join(s.Dispatch()); strings.Contains(got, "127.0.0.0/8") {
-		t.Errorf("localhost dispatch still excludes loopback: %s", got)
-	}
-}
-
-func TestRulesV6(t *testing.T) {
-	s := Spec{Network: "lan", ContainerID: "c1", Chain: "LWPM-X", Family: chains.V6,
-		Addr:     net.IPNet{IP: net.ParseIP("fd00::50"), Mask: net.CIDRMask(64, 128)},
-		Mappings: []Mapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}, {HostPort: 53, ContainerPort: 53, Protocol: "udp", HostIP: "10.1.2.254"}},
-	}
-	want := `! -d ::1/128 ! -s fe80::/10 -p tcp --dport 8080 -m comment --comment lanwire portmap-lite net=lan id=c1 map=8080/tcp -j LWPM-X`
-	if got := join(s.Dispatch()); got != want {
-		t.Errorf("dispatch:\n%s\nwant:\n%s", got, want)
-	}
-	if got := join(s.Rules()); !strings.Contains(got, "--to-destination [fd00::50]:80") || strings.Contains(got, "10.1.2.254") {
-		t.Errorf("rules:\n%s", got)
+	s.MasqAll, s.Localhost = true, false
+	want = strings.Join([]string{
+		"dnatany4 060000001f900000 : 0a01020300500000 (8080/tcp)",
+		"dnat4 0a0000011100000014e90000 : 0a01020300350000 (5353/udp@10.0.0.1)",
+		"masq4 0a010203",
+	}, "\n")
+	if got := render(s.Elements()); got != want {
+		t.Errorf("MasqAll: got:\n%s\nwant:\n%s", got, want)
 	}
 }
 
-func TestLayoutHooks(t *testing.T) {
-	l := Layout(chains.V4)
-	if got := strings.Join(l.Hooks[0].Rule, " "); got != "-m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -m comment --comment lanwire portmap-lite -j LANWIRE-HOSTPORTS" {
-		t.Errorf("PREROUTING hook: %s", got)
+func TestElementsV6(t *testing.T) {
+	ms, _ := Validate([]Mapping{{HostPort: 8080, ContainerPort: 80}, {HostPort: 5353, ContainerPort: 53, Protocol: "udp", HostIP: "10.0.0.1"}})
+	s := Spec{Addr: ipnet("fd00::5/64"), Mappings: ms, MasqAll: true}
+	want := strings.Join([]string{
+		"dnatany6 060000001f900000 : fd00000000000000000000000000000500500000 (8080/tcp)",
+		"masq6 fd000000000000000000000000000005",
+	}, "\n")
+	if got := render(s.Elements()); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}
-	if got := strings.Join(Layout(chains.V6).Hooks[0].Rule, " "); !strings.Contains(got, "! -d ::1/128") {
-		t.Errorf("IPv6 PREROUTING hook: %s", got)
+	if es := (Spec{Addr: ipnet("fd00::5/64"), Mappings: ms[1:]}).Elements(); es != nil {
+		t.Errorf("an IPv4-only mapping gave IPv6 entries: %s", render(es))
+	}
+}
+
+func TestLayoutRules(t *testing.T) {
+	var got []string
+	for _, c := range Layout().Chains {
+		for _, r := range c.Rules {
+			got = append(got, c.Name+": "+r.Text())
+		}
+	}
+	want := []string{
+		"prerouting: fib daddr type local jump published",
+		"output: meta nfproto ipv4 ip daddr 127.0.0.0/8 dnat ip to meta l4proto . th dport map @dnatlo4",
+		"output: meta nfproto ipv4 ip daddr 127.0.0.0/8 dnat ip to ip daddr . meta l4proto . th dport map @dnat4",
+		"output: fib daddr type local jump published",
+		"published: meta nfproto ipv4 ip daddr 127.0.0.0/8 return",
+		"published: meta nfproto ipv6 ip6 daddr ::1/128 return",
+		"published: meta nfproto ipv6 ip6 saddr fe80::/10 return",
+		"published: meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @dnat4",
+		"published: meta nfproto ipv4 dnat ip to meta l4proto . th dport map @dnatany4",
+		"published: meta nfproto ipv6 dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6",
+		"published: meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @dnatany6",
+		"postrouting: ct status dnat meta nfproto ipv4 ip daddr @masq4 masquerade",
+		"postrouting: ct status dnat meta nfproto ipv4 ip daddr . ip saddr @hairpin4 masquerade",
+		"postrouting: ct status dnat meta nfproto ipv4 ip saddr 127.0.0.0/8 masquerade",
+		"postrouting: ct status dnat meta nfproto ipv6 ip6 daddr @masq6 masquerade",
+		"postrouting: ct status dnat meta nfproto ipv6 ip6 daddr . ip6 saddr @hairpin6 masquerade",
+		"raw: iifname @localnet meta nfproto ipv4 ip daddr 127.0.0.0/8 drop",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -1,0 +1,166 @@
+// Package forward keeps the one rule lanwire puts in a chain it does not
+// own: the accept, at the top of FORWARD, for a bridge's own traffic, which
+// a host whose bridged frames cross iptables (br_netfilter with
+// bridge-nf-call-iptables, as Docker sets it) and whose FORWARD policy is
+// DROP would otherwise drop. It is looked for and removed over netlink; it
+// is inserted with iptables (once per bridge), so that it is written in
+// iptables-nft's own form.
+package forward
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
+	"golang.org/x/sys/unix"
+
+	"github.com/lanwire/lanwire/pkg/nft"
+)
+
+// Comment names the rule of a bridge.
+func Comment(bridge string) string { return "lanwire hostbridge-dhcp: bridged traffic of " + bridge }
+
+// Rule is the rule as iptables writes it.
+func Rule(bridge string) []string {
+	return []string{"-i", bridge, "-o", bridge, "-m", "comment", "--comment", Comment(bridge), "-j", "ACCEPT"}
+}
+
+type family struct {
+	nf     nftables.TableFamily
+	proto  iptables.Protocol
+	sysctl string // the global switch
+	attr   string // the bridge's own switch
+}
+
+var families = []family{
+	{nftables.TableFamilyIPv4, iptables.ProtocolIPv4, "bridge-nf-call-iptables", "nf_call_iptables"},
+	{nftables.TableFamilyIPv6, iptables.ProtocolIPv6, "bridge-nf-call-ip6tables", "nf_call_ip6tables"},
+}
+
+func on(path string) bool {
+	b, err := os.ReadFile(path)
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+// crosses reports whether bridge's frames of family f go through the IP hooks.
+func (f family) crosses(bridge string) bool {
+	return on("/proc/sys/net/bridge/"+f.sysctl) || on(filepath.Join("/sys/class/net", bridge, "bridge", f.attr))
+}
+
+// find returns the handles of the bridge's rule in FORWARD of family f;
+// exists is false when iptables-nft has no FORWARD chain there (then
+// nothing can drop the bridge's traffic).
+func find(c *nft.Conn, f family, bridge string) (handles []*nftables.Rule, exists bool, err error) {
+	t := &nftables.Table{Family: f.nf, Name: "filter"}
+	if ok, err := c.TableExists(t); err != nil || !ok {
+		return nil, false, err
+	}
+	if _, err := c.ListChain(t, "FORWARD"); err != nil {
+		return nil, false, nil
+	}
+	rules, err := c.GetRules(t, &nftables.Chain{Table: t, Name: "FORWARD"})
+	if err != nil {
+		return nil, true, fmt.Errorf("reading FORWARD: %w", err)
+	}
+	want := Comment(bridge)
+	for _, r := range rules {
+		for _, e := range r.Exprs {
+			if m, ok := e.(*expr.Match); ok && m.Name == "comment" {
+				if cm, ok := m.Info.(*xt.Comment); ok && strings.TrimRight(string(*cm), "\x00") == want {
+					handles = append(handles, r)
+				}
+			}
+		}
+	}
+	return handles, true, nil
+}
+
+// Ensure puts the bridge's rule at the top of FORWARD, for each family
+// whose bridged frames cross the IP hooks and whose FORWARD chain exists.
+// Other rules and policies are left alone. The common case, the rule in
+// place, costs netlink requests and no process.
+// Equivalent to: `iptables -I FORWARD -i BR -o BR -j ACCEPT`.
+func Ensure(c *nft.Conn, bridge string) error {
+	var missing []family
+	for _, f := range families {
+		if !f.crosses(bridge) {
+			continue
+		}
+		hs, exists, err := find(c, f, bridge)
+		if err != nil {
+			return err
+		}
+		if exists && len(hs) == 0 {
+			missing = append(missing, f)
+		}
+	}
+	errs := make([]error, len(missing))
+	var wg sync.WaitGroup
+	for i, f := range missing {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ipt, err := iptables.New(iptables.IPFamily(f.proto), iptables.Timeout(int(nft.LockWait.Seconds())))
+			if err == nil {
+				err = ipt.Insert("filter", "FORWARD", 1, Rule(bridge)...)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("bridged traffic of %s crosses the FORWARD chain (%s=1); letting it through: %w", bridge, f.sysctl, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Release removes the bridge's rule when no container of lanwire is on the
+// bridge any more (but leaving, named by leaving).
+func Release(c *nft.Conn, bridge, leaving string) error {
+	ports, err := os.ReadDir(filepath.Join("/sys/class/net", bridge, "brif"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	for _, p := range ports {
+		if isContainerPort(p.Name()) && p.Name() != leaving {
+			return nil
+		}
+	}
+	var errs []error
+	for _, f := range families {
+		hs, _, err := find(c, f, bridge)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, r := range hs {
+			if err := c.DelRule(r); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, c.Flush())
+	}
+	return errors.Join(errs...)
+}
+
+// isContainerPort reports whether a bridge port is a container's host veth
+// ("lw" and 10 hex digits).
+func isContainerPort(name string) bool {
+	if len(name) != 12 || !strings.HasPrefix(name, "lw") {
+		return false
+	}
+	for _, r := range name[2:] {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return false
+		}
+	}
+	return true
+}
