@@ -22,7 +22,10 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/lanwire/lanwire/integration/testlan"
+	"github.com/lanwire/lanwire/pkg/guard"
+	"github.com/lanwire/lanwire/pkg/hostknob"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
+	"github.com/lanwire/lanwire/pkg/portmap"
 )
 
 var (
@@ -77,6 +80,10 @@ func TestMain(m *testing.M) {
 	os.Setenv("NETCONFPATH", empty)
 	code := m.Run()
 	os.RemoveAll(tmp)
+	if left := leftovers(); left != "" && code == 0 {
+		fmt.Printf("FAIL: the tests passed but left lanwire state behind (a DEL or a test's cleanup that does not clean up):\n%s", left)
+		code = 1
+	}
 	os.Exit(code)
 }
 
@@ -387,4 +394,30 @@ func runCnitool(t testing.TB, n *network, env []string, args ...string) (string,
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	return stdout.String(), stderr.String(), err
+}
+
+// leftovers describes lanwire state still on the host after every test
+// ended: port and portmap records, host settings held, lanwire's tables.
+func leftovers() string {
+	var out []string
+	for _, dir := range []string{guard.Dir + "/ports", portmap.Dir + "/records", hostknob.DefaultDir + "/user"} {
+		if es, _ := os.ReadDir(dir); len(es) > 0 {
+			var names []string
+			for _, e := range es {
+				names = append(names, e.Name())
+			}
+			out = append(out, fmt.Sprintf("  %s: %s", dir, strings.Join(names, " ")))
+		}
+	}
+	if b, err := exec.Command("nft", "list", "tables").Output(); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, " lanwire") {
+				out = append(out, "  "+line)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return strings.Join(out, "\n") + "\n"
 }

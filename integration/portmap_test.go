@@ -326,14 +326,19 @@ func TestPortmapInvalid(t *testing.T) {
 			id := "bad-" + strings.ReplaceAll(name, " ", "-")
 			a := attach{ID: id, Netns: container(t, g.lan), Caps: maps(ms...)}
 			_, err := g.net.Add(a)
-			// hostbridge-dhcp ran before the failure: the runtime's DEL
-			// cleans its part up.
-			defer func() { _ = g.net.Del(a) }()
 			if te := cniError(t, err); te.Code != 7 {
 				t.Errorf("code %d (%s), want 7", te.Code, te.Msg)
 			}
-			if n := mappingEntries(t, g.net.Name, id, "8080/tcp"); n != 0 {
+			if n := portmapEntries(t, g.net.Name, id); n != 0 {
 				t.Errorf("%d entries created for an invalid mapping", n)
+			}
+			// hostbridge-dhcp ran before the failure: the runtime's DEL
+			// (with the same invalid mappings) must get to it and clean up.
+			if err := g.net.Del(a); err != nil {
+				t.Errorf("DEL after the refused ADD: %v", err)
+			}
+			if n := entriesOf(t, g.net.Name, id); n != 0 {
+				t.Errorf("DEL left %d firewall entries", n)
 			}
 		})
 	}

@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lanwire/lanwire/pkg/guard"
 	"github.com/lanwire/lanwire/pkg/lease"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
 	"github.com/lanwire/lanwire/pkg/leasestore"
@@ -456,8 +457,20 @@ func (s *Server) pollNamespaces(ctx context.Context) {
 			if !netnsAlive(rec.Spec.Netns, rec.NetnsIno) {
 				s.log.Printf("%s: netns %s is gone; releasing", rec.Key, rec.Spec.Netns)
 				s.release(rec.Key)
+				s.dropPort(rec.Key)
 			}
 		}
+	}
+}
+
+// dropPort removes the firewall entries of a port whose veth went with its
+// netns (no DEL came).
+func (s *Server) dropPort(k lease.Key) {
+	if _, err := os.Stat("/sys/class/net/" + k.HostIf()); err == nil {
+		return // the veth is still there: its DEL removes both
+	}
+	if err := guard.Remove(k.HostIf()); err != nil {
+		s.log.Printf("%s: removing the firewall entries of its port: %v", k, err)
 	}
 }
 

@@ -39,6 +39,10 @@ type Config struct {
 	} `json:"runtimeConfig,omitempty"`
 
 	mappings []Mapping
+	// badMappings is why the portMappings were refused: ADD and CHECK
+	// fail with it; DEL, GC and STATUS go on (what they remove is in the
+	// record), so a container whose ADD was refused can be removed.
+	badMappings error
 }
 
 func invalid(format string, a ...any) error {
@@ -46,7 +50,8 @@ func invalid(format string, a ...any) error {
 }
 
 // Parse decodes and checks the config and the portMappings capability;
-// every failure is CNI error 7, found before anything changes.
+// every failure is CNI error 7, found before anything changes (invalid
+// mappings are kept in badMappings for ADD and CHECK to refuse).
 func Parse(stdin []byte) (*Config, error) {
 	var c Config
 	if err := json.NewDecoder(bytes.NewReader(stdin)).Decode(&c); err != nil {
@@ -57,7 +62,7 @@ func Parse(stdin []byte) (*Config, error) {
 	}
 	ms, err := Validate(c.RuntimeConfig.PortMappings)
 	if err != nil {
-		return nil, invalid("%v", err)
+		c.badMappings = invalid("%v", err)
 	}
 	c.mappings = ms
 	if c.RawPrevResult != nil {
@@ -160,6 +165,9 @@ func Add(args *skel.CmdArgs) error {
 	c, err := Parse(args.StdinData)
 	if err != nil {
 		return err
+	}
+	if c.badMappings != nil {
+		return c.badMappings
 	}
 	prev, err := prevResult(c)
 	if err != nil {
@@ -453,6 +461,9 @@ func Check(args *skel.CmdArgs) error {
 	c, err := Parse(args.StdinData)
 	if err != nil {
 		return err
+	}
+	if c.badMappings != nil {
+		return c.badMappings
 	}
 	prev, err := prevResult(c)
 	if err != nil {
