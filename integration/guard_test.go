@@ -121,7 +121,9 @@ func (g *guardGround) check(t *testing.T, a attack, senders ...peer) {
 	t.Helper()
 	ns, ifname := a.where(g)
 	s := sniff(t, ns, ifname)
-	marker := func(p peer) []byte { return []byte(fmt.Sprintf("LWATTACK-%s-%s-%d", p.name, strings.ReplaceAll(a.name, " ", "_"), time.Now().UnixNano())) }
+	marker := func(p peer) []byte {
+		return []byte(fmt.Sprintf("LWATTACK-%s-%s-%d", p.name, strings.ReplaceAll(a.name, " ", "_"), time.Now().UnixNano()))
+	}
 	m := marker(g.free)
 	for i := 0; i < 3; i++ { // a lost first frame (neighbour discovery, say) is no proof
 		sendFrame(t, g.free.Netns, a.build(g.free, m))
@@ -232,7 +234,7 @@ func TestGuardImpersonation(t *testing.T) {
 	all := net.ParseIP("ff02::1")
 	na := func(p peer, target net.IP, m []byte) []byte {
 		body := append([]byte{0x20, 0, 0, 0}, target.To16()...) // override
-		body = append(append(body, 2, 1), p.mac...)              // target link-layer address: its own
+		body = append(append(body, 2, 1), p.mac...)             // target link-layer address: its own
 		body = append(body, m...)
 		return ether(multicastMAC(all), p.mac, 0x86dd, icmp6(p.ll, all, 255, 136, body))
 	}
