@@ -156,8 +156,9 @@ func BenchmarkOfflineEgressGrowth(b *testing.B) {
 			return map[string]any{"cniVersion": "1.1.0", "name": netName, "type": "offline-egress",
 				"allow": []map[string]any{{"to": "host", "ports": []string{"8000/tcp"}}},
 				"prevResult": map[string]any{"cniVersion": "1.1.0",
-					"interfaces": []map[string]any{{"name": fmt.Sprintf("lwt%sh%d", l.ID, i)}},
-					"ips":        []map[string]any{{"address": fmt.Sprintf("10.200.%d.%d/16", i/250, i%250+2)}}}}
+					"interfaces": []map[string]any{{"name": fmt.Sprintf("lwt%sh%d", l.ID, i)},
+						{"name": "eth0", "sandbox": "/var/run/netns/none", "mac": fmt.Sprintf("02:00:00:00:%02x:%02x", i/250, i%250)}},
+					"ips": []map[string]any{{"address": fmt.Sprintf("10.200.%d.%d/16", i/250, i%250+2)}}}}
 		})
 		for i := 0; i < count; i++ {
 			_ = exec.Command("ip", "link", "del", fmt.Sprintf("lwt%sh%d", l.ID, i)).Run()

@@ -3,6 +3,8 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/containernetworking/cni/libcni"
 
 	"github.com/lanwire/lanwire/integration/testlan"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
@@ -106,6 +110,11 @@ func removeUpstreamChains(before map[string]bool) {
 // run attaches count containers one at a time (then detaches them),
 // returning each ADD's and DEL's time.
 func run(b *testing.B, l *testlan.LAN, n *network, count, offset int, mapping bool) (adds, dels []time.Duration) {
+	return runWith(b, l, n, count, offset, mapping, nil)
+}
+
+// runWith is run, calling during(first container) while all are attached.
+func runWith(b *testing.B, l *testlan.LAN, n *network, count, offset int, mapping bool, during func(first attach)) (adds, dels []time.Duration) {
 	as := make([]attach, count)
 	for i := range as {
 		as[i] = attach{ID: fmt.Sprintf("%s-%d", n.Name, i), Netns: container(b, l)}
@@ -120,6 +129,9 @@ func run(b *testing.B, l *testlan.LAN, n *network, count, offset int, mapping bo
 			b.Fatalf("%s ADD: %v", n.Name, err)
 		}
 		adds = append(adds, time.Since(start))
+	}
+	if during != nil {
+		during(as[0])
 	}
 	for _, a := range as {
 		start := time.Now()
@@ -187,7 +199,14 @@ func compare(b *testing.B) {
 	fw := map[string]any{"type": "firewall", "backend": "iptables"}
 	pl := map[string]any{"type": "portmap-lite", "capabilities": map[string]bool{"portMappings": true}}
 	pm := map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}}
+	noopDir := b.TempDir()
+	if out, err := exec.Command("go", "build", "-o", noopDir+"/", "./cmd/noop").CombinedOutput(); err != nil {
+		b.Fatalf("building the no-op plugin: %v %s", err, out)
+	}
 	ours := newNetworkList(b, "lwchain", []map[string]any{hb, oe, pl})
+	hbFloor := map[string]any{"type": "hostbridge-dhcp", "bridge": l.Bridge, "daemonSocket": d.Socket, "autoStartDaemon": false, "spoofCheck": false}
+	floor := newNetworkList(b, "lwfloor", []map[string]any{hbFloor, {"type": "noop"}, {"type": "noop", "capabilities": map[string]bool{"portMappings": true}}})
+	floor.cni = libcni.NewCNIConfigWithCacheDir([]string{binDir, noopDir}, filepath.Join(b.TempDir(), "cache"), nil)
 	theirs := newNetworkList(b, "upchain", []map[string]any{ub, fw, pm})
 	oursIf := newNetworkList(b, "lwif", []map[string]any{hb})
 	theirsIf := newNetworkList(b, "upif", []map[string]any{ub})
@@ -203,20 +222,39 @@ func compare(b *testing.B) {
 	r.add("full chain DEL p50", "ms", p(od, .5), p(ud, .5), "ratio <= 0.5", flag(p(od, .5) <= 0.5*p(ud, .5)))
 	r.add("full chain DEL p95", "ms", p(od, .95), p(ud, .95), "", nil)
 
+	fa, _ := run(b, l, floor, count, 33000, true)
+	fr := p(oa, .5) / p(fa, .5)
+	r.add("full chain ADD p50 over the floor (hostbridge-dhcp without spoofCheck, 2 no-op plugins)", "ms", p(oa, .5), p(fa, .5), "ratio <= 1.3", flag(fr <= 1.3))
+
 	oa, od = run(b, l, oursIf, count, 0, false)
 	ua, ud = run(b, l, theirsIf, count, 0, false)
 	r.add("hostbridge-dhcp vs bridge+dhcp ADD p50", "ms", p(oa, .5), p(ua, .5), "", nil)
 	r.add("hostbridge-dhcp vs bridge+dhcp ADD p95", "ms", p(oa, .95), p(ua, .95), "", nil)
 	r.add("hostbridge-dhcp vs bridge+dhcp DEL p50", "ms", p(od, .5), p(ud, .5), "", nil)
 
+	na, nd := alone(b, l, "noop", count, noopDir)
 	for _, pair := range [][2]string{{"offline-egress", "firewall"}, {"portmap-lite", "portmap"}} {
-		oa, od := alone(b, l, pair[0], count)
-		ua, ud := alone(b, l, pair[1], count)
+		oa, od := alone(b, l, pair[0], count, noopDir)
+		ua, ud := alone(b, l, pair[1], count, noopDir)
 		r.add(pair[0]+" vs "+pair[1]+" ADD p50", "ms", p(oa, .5), p(ua, .5), "", nil)
 		r.add(pair[0]+" vs "+pair[1]+" DEL p50", "ms", p(od, .5), p(ud, .5), "", nil)
+		da, dd := p(oa, .5)-p(na, .5), p(od, .5)-p(nd, .5)
+		r.add(pair[0]+" ADD p50 over a no-op plugin's exec", "ms", da, 0, "<= 3 ms", flag(da <= 3))
+		r.add(pair[0]+" DEL p50 over a no-op plugin's exec", "ms", dd, 0, "<= 3 ms", flag(dd <= 3))
 	}
+	r.add("no-op plugin exec, ADD p50 (the floor above)", "ms", p(na, .5), 0, "", nil)
 
-	oa, _ = run(b, l, ours, growthN, 40000, true)
+	// TCP from an offline container to its allowed host service, alone on
+	// the bridge and beside growthN-1 others.
+	mirror := serveDiscard(b, l.HostAddr+":8000")
+	var thr1, thrN float64
+	runWith(b, l, ours, 1, 48000, false, func(a attach) { thr1 = throughput(b, a.Netns, mirror) })
+
+	oa, _ = runWith(b, l, ours, growthN, 40000, true, func(a attach) { thrN = throughput(b, a.Netns, mirror) })
+	tr := thrN / thr1
+	r.add("TCP to the allowed host service, 1 offline container", "MB/s", thr1, 0, "", nil)
+	r.add(fmt.Sprintf("TCP to the allowed host service, %d offline containers", growthN), "MB/s", thrN, 0, "", nil)
+	r.add(fmt.Sprintf("TCP with %d offline containers over with 1", growthN), "x", tr, 0, ">= 0.95", flag(tr >= 0.95))
 	ua, _ = run(b, l, theirs, growthN, 41000, true)
 	og := percentile(oa[growthN-20:], .5).Seconds() / percentile(oa[:20], .5).Seconds()
 	ug := percentile(ua[growthN-20:], .5).Seconds() / percentile(ua[:20], .5).Seconds()
@@ -267,15 +305,16 @@ func cpuTicks() (idle, total uint64) {
 }
 
 // alone times a chained plugin by itself: ADD and DEL with a prevResult
-// naming a real veth on the LAN bridge.
-func alone(b *testing.B, l *testlan.LAN, name string, count int) (adds, dels []time.Duration) {
+// naming a real veth on the LAN bridge (plugins are looked for in binDir,
+// upstreamDir, then extra).
+func alone(b *testing.B, l *testlan.LAN, name string, count int, extra string) (adds, dels []time.Duration) {
 	netName := "alone-" + name
 	conf := func(i int) map[string]any {
 		host := fmt.Sprintf("lwt%sa%d", l.ID, i)
 		c := map[string]any{"cniVersion": "1.0.0", "name": netName, "type": name,
 			"runtimeConfig": map[string]any{"portMappings": []map[string]any{{"hostPort": 47000 + i, "containerPort": 80, "protocol": "tcp"}}},
 			"prevResult": map[string]any{"cniVersion": "1.0.0",
-				"interfaces": []map[string]any{{"name": host}, {"name": "eth0", "sandbox": "/var/run/netns/none"}},
+				"interfaces": []map[string]any{{"name": host}, {"name": "eth0", "sandbox": "/var/run/netns/none", "mac": fmt.Sprintf("02:00:00:00:%02x:%02x", i/250, i%250)}},
 				"ips":        []map[string]any{{"address": fmt.Sprintf("10.202.%d.%d/16", i/250, i%250+2), "gateway": "10.202.0.1", "interface": 1}}}}
 		if name == "offline-egress" {
 			c["allow"] = []map[string]any{{"to": "host", "ports": []string{"8000/tcp"}}}
@@ -297,14 +336,14 @@ func alone(b *testing.B, l *testlan.LAN, name string, count int) (adds, dels []t
 	settle()
 	for i := 0; i < count; i++ {
 		start := time.Now()
-		if err := runPluginExec(name, "ADD", fmt.Sprintf("alone-%d", i), conf(i)); err != nil {
+		if err := runPluginExec(name, "ADD", fmt.Sprintf("alone-%d", i), conf(i), extra); err != nil {
 			b.Fatalf("%s ADD: %v", name, err)
 		}
 		adds = append(adds, time.Since(start))
 	}
 	for i := 0; i < count; i++ {
 		start := time.Now()
-		if err := runPluginExec(name, "DEL", fmt.Sprintf("alone-%d", i), conf(i)); err != nil {
+		if err := runPluginExec(name, "DEL", fmt.Sprintf("alone-%d", i), conf(i), extra); err != nil {
 			b.Fatalf("%s DEL: %v", name, err)
 		}
 		dels = append(dels, time.Since(start))
@@ -312,10 +351,13 @@ func alone(b *testing.B, l *testlan.LAN, name string, count int) (adds, dels []t
 	return adds, dels
 }
 
-func runPluginExec(name, command, id string, conf map[string]any) error {
+func runPluginExec(name, command, id string, conf map[string]any, extra string) error {
 	dir := binDir
-	if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-		dir = upstreamDir
+	for _, d := range []string{binDir, upstreamDir, extra} {
+		if _, err := os.Stat(filepath.Join(d, name)); err == nil {
+			dir = d
+			break
+		}
 	}
 	data, _ := json.Marshal(conf)
 	cmd := exec.Command(filepath.Join(dir, name))
@@ -327,6 +369,54 @@ func runPluginExec(name, command, id string, conf map[string]any) error {
 		return fmt.Errorf("%v: %s", err, out)
 	}
 	return nil
+}
+
+// serveDiscard accepts TCP connections on addr and reads them to the end,
+// until the benchmark ends; it returns addr.
+func serveDiscard(b *testing.B, addr string) string {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		b.Fatalf("listening on %s: %v", addr, err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	return addr
+}
+
+// throughput sends to addr from netns for 2 s, three times, and returns
+// the best rate in MB/s.
+func throughput(b *testing.B, netns, addr string) float64 {
+	best := 0.0
+	buf := make([]byte, 256<<10)
+	for i := 0; i < 3; i++ {
+		var c net.Conn
+		if err := inNetns(netns, func() (err error) { c, err = net.DialTimeout("tcp", addr, 2*time.Second); return }); err != nil {
+			b.Fatalf("connecting to %s from %s: %v", addr, netns, err)
+		}
+		var sent int64
+		start := time.Now()
+		for time.Since(start) < 2*time.Second {
+			n, err := c.Write(buf)
+			sent += int64(n)
+			if err != nil {
+				b.Fatalf("sending to %s: %v", addr, err)
+			}
+		}
+		rate := float64(sent) / time.Since(start).Seconds() / 1e6
+		c.Close()
+		if rate > best {
+			best = rate
+		}
+	}
+	return best
 }
 
 // procStat returns a process's RSS (MiB) and CPU time.
