@@ -22,6 +22,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/lanwire/lanwire/integration/testlan"
+	"github.com/lanwire/lanwire/pkg/forward"
 	"github.com/lanwire/lanwire/pkg/guard"
 	"github.com/lanwire/lanwire/pkg/hostknob"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
@@ -400,13 +401,22 @@ func runCnitool(t testing.TB, n *network, env []string, args ...string) (string,
 // ended: port and portmap records, host settings held, lanwire's tables.
 func leftovers() string {
 	var out []string
-	for _, dir := range []string{guard.Dir + "/ports", portmap.Dir + "/records", hostknob.DefaultDir + "/user"} {
+	for _, dir := range []string{guard.Dir + "/ports", portmap.Dir + "/records", hostknob.DefaultDir + "/user", forward.Dir} {
 		if es, _ := os.ReadDir(dir); len(es) > 0 {
 			var names []string
 			for _, e := range es {
 				names = append(names, e.Name())
 			}
 			out = append(out, fmt.Sprintf("  %s: %s", dir, strings.Join(names, " ")))
+		}
+	}
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if b, err := exec.Command(tool, "-S", "FORWARD").Output(); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, "lanwire hostbridge-dhcp") {
+					out = append(out, "  "+tool+" "+line)
+				}
+			}
 		}
 	}
 	if b, err := exec.Command("nft", "list", "tables").Output(); err == nil {

@@ -27,6 +27,9 @@ type holder struct {
 	rec      leasestore.Record
 	removed  bool // the address was taken off at expiry
 	removed6 bool // the same for the DHCPv6 address
+	// confirmed: a server granted or renewed the lease while this daemon
+	// ran (a lease resumed from disk is not, until it is).
+	confirmed bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -77,6 +80,14 @@ func (h *holder) isRemoved() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.removed
+}
+
+// isConfirmed reports whether a server granted or renewed the lease while
+// this daemon ran.
+func (h *holder) isConfirmed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.confirmed
 }
 
 // isRemoved6 reports whether the DHCPv6 address was taken off at expiry.
@@ -148,7 +159,7 @@ func (h *holder) step() {
 
 // inNetns runs fn inside the lease's namespace.
 func (h *holder) inNetns(rec leasestore.Record, fn func() error) error {
-	if !netnsAlive(rec.Spec.Netns, rec.NetnsIno) {
+	if !netnsAlive(rec.Spec.Netns, rec.Netns()) {
 		return errNetnsGone
 	}
 	return ns.WithNetNSPath(rec.Spec.Netns, func(ns.NetNS) error { return fn() })
@@ -227,6 +238,15 @@ func (s *Server) acquireOn(ctx context.Context, conn *lease.Conn, spec lease.Spe
 	return ack, nil
 }
 
+// verifyOn asks the server to confirm addr for spec (INIT-REBOOT), aimed
+// like acquireOn.
+func (s *Server) verifyOn(ctx context.Context, conn *lease.Conn, spec lease.Spec, addr net.IP) (*dhcpv4.DHCPv4, error) {
+	s.mu.Lock()
+	conn.Aim(s.servers[spec.Bridge])
+	s.mu.Unlock()
+	return conn.Verify(ctx, spec, addr)
+}
+
 // adopt takes a new ACK: applies any change of address or routes in the
 // netns and takes it into the record, together, then persists the lease.
 func (h *holder) adopt(old leasestore.Record, ack *dhcpv4.DHCPv4, how string) bool {
@@ -262,6 +282,7 @@ func (h *holder) adopt(old leasestore.Record, ack *dhcpv4.DHCPv4, how string) bo
 	h.rec.Info = info
 	h.rec.Acquired = time.Now()
 	h.removed = false
+	h.confirmed = true
 	rec := h.rec
 	h.mu.Unlock()
 	if !info.Address.IP.Equal(old.Info.Address.IP) || !info.ServerID.Equal(old.Info.ServerID) {
@@ -376,7 +397,7 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 	if err != nil {
 		return fail(7, err.Error(), nil)
 	}
-	ino, err := netnsIno(spec.Netns)
+	id, err := netnsID(spec.Netns)
 	if err != nil {
 		return fail(8, fmt.Sprintf("cannot open netns %s", spec.Netns), err)
 	}
@@ -391,26 +412,20 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 		return fail(11, fmt.Sprintf("a lease for %s is already being acquired", k), nil)
 	}
 	want, want6 := spec.RequestIP, spec.RequestIP6
-	if h := s.leases[k]; h != nil {
-		rec := h.snapshot()
-		if rec.NetnsIno == ino && rec.Spec.MAC == spec.MAC && rec.Spec.IfName == spec.IfName && !h.isRemoved() &&
-			rec.Spec.DHCPv6 == spec.DHCPv6 && (!spec.DHCPv6 || !h.isRemoved6()) {
+	old := s.leases[k]
+	if old != nil {
+		rec := old.snapshot()
+		// The lease is answered as it is only to the ADD of an interface
+		// that already had it (a repeated ADD), unexpired and confirmed by a
+		// server while this daemon ran.
+		if rec.Netns() == id && rec.Spec.MAC == spec.MAC && rec.Spec.IfName == spec.IfName && !req.NewInterface &&
+			old.isConfirmed() && !old.isRemoved() && rec.Info.PhaseAt(rec.Acquired, time.Now()) != lease.Expired &&
+			rec.Spec.DHCPv6 == spec.DHCPv6 && (!spec.DHCPv6 || !old.isRemoved6()) {
 			s.mu.Unlock()
-			v := h.view()
+			v := old.view()
 			return leaseapi.Response{Lease: &v}
 		}
-		// Same key in a new namespace: the container was re-created. Keep
-		// asking for its address.
 		delete(s.leases, k)
-		s.mu.Unlock()
-		h.stop()
-		if want == nil {
-			want = rec.Info.Address.IP
-		}
-		if rec.Info6 != nil && want6 == nil {
-			want6 = rec.Info6.Address
-		}
-		s.mu.Lock()
 	}
 	s.acquiring[k] = true
 	s.mu.Unlock()
@@ -419,6 +434,29 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 		delete(s.acquiring, k)
 		s.mu.Unlock()
 	}()
+	var verify net.IP // a still-valid address to confirm with the server first
+	if old != nil {
+		old.stop()
+		rec := old.snapshot()
+		switch {
+		case rec.Netns() != id || !netnsAlive(rec.Spec.Netns, rec.Netns()):
+			// Made for a namespace that is gone (the container was
+			// re-created): release it and drop it before answering.
+			s.log.Printf("%s: dropping the lease of %s: its network namespace is gone or is another one", k, rec.Info.Address.IP)
+			old.sendRelease()
+			if err := s.store.Delete(k); err != nil {
+				s.log.Printf("%s: %v", k, err)
+			}
+		case rec.Spec.MAC == spec.MAC && !old.isRemoved() && rec.Info.PhaseAt(rec.Acquired, time.Now()) != lease.Expired:
+			verify = rec.Info.Address.IP
+		}
+		if want == nil {
+			want = rec.Info.Address.IP
+		}
+		if rec.Info6 != nil && want6 == nil {
+			want6 = rec.Info6.Address
+		}
+	}
 
 	actx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -447,7 +485,19 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 	if err != nil {
 		return fail(999, fmt.Sprintf("opening a DHCP socket on %s in %s", spec.IfName, spec.Netns), err)
 	}
-	ack, err := s.acquireOn(actx, conn, spec, want)
+	var ack *dhcpv4.DHCPv4
+	if verify != nil {
+		vctx, vcancel := context.WithTimeout(actx, 2500*time.Millisecond)
+		ack, err = s.verifyOn(vctx, conn, spec, verify)
+		vcancel()
+		if err != nil {
+			s.log.Printf("%s: the server did not confirm %s (%v); discovering", k, verify, err)
+			ack = nil
+		}
+	}
+	if ack == nil {
+		ack, err = s.acquireOn(actx, conn, spec, want)
+	}
 	// Closing a packet socket waits for an RCU grace period (the kernel's
 	// packet_release calls synchronize_net): 5-25 ms here, more on a busy
 	// host. Nothing waits on it, so the answer goes out first.
@@ -460,7 +510,7 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 	if err != nil {
 		return fail(999, "server sent an unusable lease", err)
 	}
-	rec := leasestore.Record{Key: k, Spec: spec, Info: info, Acquired: time.Now(), NetnsIno: ino}
+	rec := leasestore.Record{Key: k, Spec: spec, Info: info, Acquired: time.Now(), NetnsDev: id.Dev, NetnsIno: id.Ino, BootID: bootID()}
 	if spec.DHCPv6 {
 		r6 := <-got6
 		if r6.err != nil {
@@ -476,6 +526,7 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 	}
 	committed = true
 	h := newHolder(s, rec)
+	h.confirmed = true
 	s.mu.Lock()
 	s.leases[k] = h
 	s.mu.Unlock()

@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -414,14 +415,38 @@ func (s *Server) resume() {
 	for _, e := range errs {
 		s.log.Print(e)
 	}
+	boot := bootID()
 	for _, rec := range recs {
 		h := newHolder(s, rec)
+		if why := stale(rec, boot); why != "" {
+			// Nothing it holds may be handed out again: release it (from a
+			// throw-away port, the namespace being gone) and forget it.
+			s.log.Printf("%s: dropping the record of %s: %s", rec.Key, rec.Info.Address.IP, why)
+			h.sendRelease()
+			if err := s.store.Delete(rec.Key); err != nil {
+				s.log.Printf("%s: %v", rec.Key, err)
+			}
+			s.dropPort(rec.Key)
+			continue
+		}
 		s.mu.Lock()
 		s.leases[rec.Key] = h
 		s.mu.Unlock()
-		s.log.Printf("%s: resumed %s (%s)", rec.Key, rec.Info.Address.IP, rec.Info.PhaseAt(rec.Acquired, time.Now()))
+		s.log.Printf("%s: resumed %s (%s; to be confirmed with the server at the next ADD)", rec.Key, rec.Info.Address.IP, rec.Info.PhaseAt(rec.Acquired, time.Now()))
 		h.start()
 	}
+}
+
+// stale says why a stored record is not for a namespace alive now: made in
+// another boot, or its namespace gone or replaced ("" when it is alive).
+func stale(rec leasestore.Record, boot string) string {
+	switch {
+	case rec.BootID != "" && boot != "" && rec.BootID != boot:
+		return "it was made before the host restarted"
+	case !netnsAlive(rec.Spec.Netns, rec.Netns()):
+		return fmt.Sprintf("its network namespace %s is gone or is another one", rec.Spec.Netns)
+	}
+	return ""
 }
 
 // drainPending sends the releases queued by plugins while the daemon was down.
@@ -454,7 +479,7 @@ func (s *Server) pollNamespaces(ctx context.Context) {
 		s.mu.Unlock()
 		for _, h := range hs {
 			rec := h.snapshot() // renewals rewrite the record concurrently
-			if !netnsAlive(rec.Spec.Netns, rec.NetnsIno) {
+			if !netnsAlive(rec.Spec.Netns, rec.Netns()) {
 				s.log.Printf("%s: netns %s is gone; releasing", rec.Key, rec.Spec.Netns)
 				s.release(rec.Key)
 				s.dropPort(rec.Key)
@@ -474,19 +499,31 @@ func (s *Server) dropPort(k lease.Key) {
 	}
 }
 
-// netnsIno returns the inode of the namespace mounted at path.
-func netnsIno(path string) (uint64, error) {
+// netnsID returns the identity of the namespace mounted at path.
+func netnsID(path string) (leasestore.NetnsID, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
-		return 0, err
+		return leasestore.NetnsID{}, err
 	}
-	return st.Ino, nil
+	return leasestore.NetnsID{Dev: uint64(st.Dev), Ino: st.Ino}, nil
 }
 
-func netnsAlive(path string, ino uint64) bool {
-	got, err := netnsIno(path)
+// netnsAlive reports whether the namespace at path is still the one id
+// names (records from before NetnsDev was kept compare the inode only).
+func netnsAlive(path string, id leasestore.NetnsID) bool {
+	got, err := netnsID(path)
 	if err != nil {
 		return false
 	}
-	return ino == 0 || got == ino
+	return (id.Ino == 0 || got.Ino == id.Ino) && (id.Dev == 0 || got.Dev == id.Dev)
+}
+
+// bootID names this boot of the kernel: a record made in another boot is
+// for a namespace that no longer exists, whatever its path and inode say.
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -4,7 +4,7 @@
 // bridge-nf-call-iptables, as Docker sets it) and whose FORWARD policy is
 // DROP would otherwise drop. It is looked for and removed over netlink; it
 // is inserted with iptables (once per bridge), so that it is written in
-// iptables-nft's own form.
+// iptables-nft's own form; it goes with the last port that needed it.
 package forward
 
 import (
@@ -82,12 +82,28 @@ func find(c *nft.Conn, f family, bridge string) (handles []*nftables.Rule, exist
 	return handles, true, nil
 }
 
-// Ensure puts the bridge's rule at the top of FORWARD, for each family
-// whose bridged frames cross the IP hooks and whose FORWARD chain exists.
-// Other rules and policies are left alone. The common case, the rule in
-// place, costs netlink requests and no process.
+// Dir holds, per bridge, one marker per port that needs the bridge's rule:
+// the last port to go takes the rule with it.
+var Dir = "/run/lanwire/forward"
+
+func hold(bridge, port string) error {
+	d := filepath.Join(Dir, bridge)
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(d, port), nil, 0o600)
+}
+
+// Ensure puts the bridge's rule at the top of FORWARD for port (a
+// container's host veth), for each family whose bridged frames cross the
+// IP hooks and whose FORWARD chain exists. Other rules and policies are
+// left alone. The common case, the rule in place, costs netlink requests
+// and no process.
 // Equivalent to: `iptables -I FORWARD -i BR -o BR -j ACCEPT`.
-func Ensure(c *nft.Conn, bridge string) error {
+func Ensure(c *nft.Conn, bridge, port string) error {
+	if err := hold(bridge, port); err != nil {
+		return fmt.Errorf("recording the FORWARD rule's user: %w", err)
+	}
 	var missing []family
 	for _, f := range families {
 		if !f.crosses(bridge) {
@@ -120,17 +136,20 @@ func Ensure(c *nft.Conn, bridge string) error {
 	return errors.Join(errs...)
 }
 
-// Release removes the bridge's rule when no container of lanwire is on the
-// bridge any more (but leaving, named by leaving).
-func Release(c *nft.Conn, bridge, leaving string) error {
-	ports, err := os.ReadDir(filepath.Join("/sys/class/net", bridge, "brif"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+// Release drops port's need of the bridge's rule, and removes the rule
+// when no port needs it any more.
+func Release(c *nft.Conn, bridge, port string) error {
+	d := filepath.Join(Dir, bridge)
+	if err := os.Remove(filepath.Join(d, port)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	for _, p := range ports {
-		if isContainerPort(p.Name()) && p.Name() != leaving {
+	if f, err := os.Open(d); err == nil {
+		names, _ := f.Readdirnames(1)
+		f.Close()
+		if len(names) > 0 {
 			return nil
 		}
+		_ = os.Remove(d)
 	}
 	var errs []error
 	for _, f := range families {
@@ -149,18 +168,4 @@ func Release(c *nft.Conn, bridge, leaving string) error {
 		errs = append(errs, c.Flush())
 	}
 	return errors.Join(errs...)
-}
-
-// isContainerPort reports whether a bridge port is a container's host veth
-// ("lw" and 10 hex digits).
-func isContainerPort(name string) bool {
-	if len(name) != 12 || !strings.HasPrefix(name, "lw") {
-		return false
-	}
-	for _, r := range name[2:] {
-		if !strings.ContainsRune("0123456789abcdef", r) {
-			return false
-		}
-	}
-	return true
 }

@@ -246,16 +246,18 @@ func change(old, new *Port) error {
 			return err
 		}
 		// With the bridge's switches on, its traffic crosses FORWARD.
-		if err := forward.Ensure(c, new.Bridge); err != nil {
+		if err := forward.Ensure(c, new.Bridge, new.IfName); err != nil {
 			return err
 		}
 	}
 	err = fastChange(c, old, new, ifname)
-	if err == nil {
-		return nil
+	if err != nil {
+		if rerr := rebuild(c, new, ifname); rerr != nil {
+			return fmt.Errorf("changing the rules of port %s: %v; rebuilding lanwire's tables: %w", ifname, err, rerr)
+		}
 	}
-	if rerr := rebuild(c, new, ifname); rerr != nil {
-		return fmt.Errorf("changing the rules of port %s: %v; rebuilding lanwire's tables: %w", ifname, err, rerr)
+	if old != nil && old.Offline != nil && (new == nil || new.Offline == nil) {
+		return forward.Release(c, old.Bridge, old.IfName)
 	}
 	return nil
 }
@@ -566,6 +568,10 @@ func GC(network string, valid func(containerID string) bool, withHostBridge bool
 			}
 		}
 		errs = append(errs, Remove(p.IfName))
+		if c, err := nft.Open(); err == nil {
+			errs = append(errs, forward.Release(c, p.Bridge, p.IfName))
+			c.Close(daemonOf(&p))
+		}
 	}
 	return errors.Join(append(errs, sweep())...)
 }

@@ -14,16 +14,16 @@ func writeSysctl(name, value string) error {
 
 // ensureForward lets the bridge's own traffic through a FORWARD chain that
 // would drop it (see package forward).
-func ensureForward(bridge, daemon string) error {
+func ensureForward(bridge, port, daemon string) error {
 	c, err := nft.Open()
 	if err != nil {
 		return err
 	}
 	defer c.Close(daemon)
-	return forward.Ensure(c, bridge)
+	return forward.Ensure(c, bridge, port)
 }
 
-// releaseForward removes that rule when the bridge has no other container.
+// releaseForward removes that rule when no other port needs it.
 func releaseForward(bridge, leaving, daemon string) error {
 	c, err := nft.Open()
 	if err != nil {

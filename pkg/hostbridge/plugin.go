@@ -87,7 +87,7 @@ func Add(args *skel.CmdArgs) error {
 
 	// The FORWARD rule check (iptables processes) runs while the veth is made.
 	fwd := make(chan error, 1)
-	go func() { fwd <- ensureForward(c.Bridge, c.DaemonSocket) }()
+	go func() { fwd <- ensureForward(c.Bridge, hostVethName(key), c.DaemonSocket) }()
 
 	undo := &rollback{}
 	defer undo.run()
@@ -103,12 +103,13 @@ func Add(args *skel.CmdArgs) error {
 	if err := <-fwd; err != nil {
 		return err
 	}
+	undo.add(func() { _ = releaseForward(c.Bridge, hostVethName(key), c.DaemonSocket) })
 	if err := bridgeport.WaitForwarding(links.Host.Attrs().Name, c.LeaseTimeout.Duration); err != nil {
 		return types.NewError(types.ErrTryAgainLater, "new port never started forwarding on bridge "+c.Bridge, err.Error())
 	}
 
 	resp, err := call(c.DaemonSocket, c.LeaseTimeout.Duration+5*time.Second, leaseapi.Request{
-		Method: leaseapi.MethodAcquire, Key: key, Spec: &spec, TimeoutMS: c.LeaseTimeout.Milliseconds(),
+		Method: leaseapi.MethodAcquire, Key: key, Spec: &spec, TimeoutMS: c.LeaseTimeout.Milliseconds(), NewInterface: links.Created,
 	})
 	if err != nil {
 		return apiError(c.DaemonSocket, err)

@@ -279,6 +279,40 @@ func (c *Conn) sendTo(ctx context.Context, dst *net.UDPAddr, p *dhcpv4.DHCPv4, w
 	return resp, nil
 }
 
+// Verify asks the LAN's servers whether addr is still the client's, as a
+// client does after a reboot (RFC 2131 INIT-REBOOT: a REQUEST broadcast
+// with option 50 and neither ciaddr nor a server identifier). It tries
+// twice, a second each; a NAK is a *NakError, silence ErrNoOffer.
+func (c *Conn) Verify(ctx context.Context, s Spec, addr net.IP) (*dhcpv4.DHCPv4, error) {
+	req, err := dhcpv4.New(append([]dhcpv4.Modifier{
+		dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest),
+		dhcpv4.WithHwAddr(c.mac),
+		dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(addr)),
+		dhcpv4.WithOption(dhcpv4.OptMaxMessageSize(nclient4.MaxMessageSize)),
+	}, s.Modifiers()...)...)
+	if err != nil {
+		return nil, fmt.Errorf("building REQUEST: %w", err)
+	}
+	for i := 0; ; i++ {
+		aim := c.aim
+		c.aim = nil
+		ack, err := c.exchange(ctx, req, aim, time.Second, nakOrUsable)
+		if errors.Is(err, ErrNoOffer) && i == 0 && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if ack, err = checkReply(ack); err != nil {
+			return nil, err
+		}
+		if !ack.YourIPAddr.Equal(addr) {
+			return nil, &NakError{Msg: fmt.Sprintf("the server answered with %s, not %s", ack.YourIPAddr, addr)}
+		}
+		return ack, nil
+	}
+}
+
 // Extend sends a REQUEST for the held address: unicast to server when
 // renewing (server non-nil), broadcast when rebinding. Options 50 and 54 are
 // left out and ciaddr is set, as RFC 2131 4.3.2 asks.

@@ -44,6 +44,10 @@ type Request struct {
 	Spec *lease.Spec `json:"spec,omitempty"`
 	// TimeoutMS bounds how long acquire waits for a first lease.
 	TimeoutMS int64 `json:"timeoutMS,omitempty"`
+	// NewInterface says the plugin has just made the interface: a lease
+	// the daemon holds for the key is then confirmed with the server
+	// (INIT-REBOOT) or acquired anew, never answered as it is.
+	NewInterface bool `json:"newInterface,omitempty"`
 	// Network and Valid scope gc: leases of Network whose
 	// (containerID, ifname) is not in Valid are released.
 	Network string       `json:"network,omitempty"`

@@ -21,14 +21,24 @@ type Record struct {
 	Spec     lease.Spec `json:"spec"`
 	Info     lease.Info `json:"info"`
 	Acquired time.Time  `json:"acquired"`
-	// NetnsIno identifies the netns the lease was taken in, so a reused
-	// path is never mistaken for the original namespace.
+	// NetnsDev and NetnsIno identify the netns the lease was taken in, and
+	// BootID the boot it was taken in (/proc/sys/kernel/random/boot_id): a
+	// reused path, or a namespace made after a reboot that happens to get
+	// the same inode, is never mistaken for the original one.
+	NetnsDev uint64 `json:"netnsDev,omitempty"`
 	NetnsIno uint64 `json:"netnsIno,omitempty"`
+	BootID   string `json:"bootID,omitempty"`
 	// Info6 is the DHCPv6 lease, when the spec asks for one, granted at
 	// Acquired6.
 	Info6     *lease.Info6 `json:"info6,omitempty"`
 	Acquired6 time.Time    `json:"acquired6,omitempty"`
 }
+
+// NetnsID identifies a network namespace within one boot.
+type NetnsID struct{ Dev, Ino uint64 }
+
+// Netns is the identity of the namespace the record was made for.
+func (r Record) Netns() NetnsID { return NetnsID{Dev: r.NetnsDev, Ino: r.NetnsIno} }
 
 // Store is a directory of records.
 type Store struct{ dir string }
