@@ -59,8 +59,10 @@ type Server struct {
 	acquiring map[lease.Key]bool
 	servers   map[string]net.HardwareAddr // bridge -> Ethernet address its DHCP server last answered from
 
-	conns   atomic.Int64
-	adopted atomic.Int64 // sockets handed over and not closed yet
+	conns atomic.Int64
+
+	adoptMu    sync.Mutex
+	adoptedFDs []int // sockets handed over, to be closed
 }
 
 // maxConns bounds the connections open at once; past it a new connection
@@ -302,15 +304,35 @@ func closeFDs(fds []int) {
 	}
 }
 
-// adopt closes sockets plugins hand over, off their path: closing a
-// netlink socket after nf_tables deleted something waits for the kernel to
-// free it (~10 ms), which the plugin's caller would otherwise wait for.
+// adoptDelay is how long adopted sockets are held before they are closed.
+// Closing an nf_tables socket while deleted objects wait to be freed makes
+// the closer free them, after an RCU grace period, holding nf_tables'
+// commit lock: every other change waits ~10 ms. By then the kernel's own
+// work has freed them, and the close is free.
+const adoptDelay = 250 * time.Millisecond
+
+// maxAdopted bounds the sockets held at once; past it they close at once.
+const maxAdopted = 512
+
+// adopt takes sockets plugins hand over, so that neither the plugin nor
+// its caller waits on their close, and closes them later, in batches.
 func (s *Server) adopt(fds []int) {
-	s.adopted.Add(int64(len(fds)))
-	go func() {
-		defer s.adopted.Add(-int64(len(fds)))
-		closeFDs(fds)
-	}()
+	s.adoptMu.Lock()
+	defer s.adoptMu.Unlock()
+	if len(s.adoptedFDs)+len(fds) > maxAdopted {
+		go closeFDs(fds)
+		return
+	}
+	s.adoptedFDs = append(s.adoptedFDs, fds...)
+	if len(s.adoptedFDs) == len(fds) {
+		time.AfterFunc(adoptDelay, func() {
+			s.adoptMu.Lock()
+			batch := s.adoptedFDs
+			s.adoptedFDs = nil
+			s.adoptMu.Unlock()
+			closeFDs(batch)
+		})
+	}
 }
 
 func (s *Server) handle(ctx context.Context, req leaseapi.Request) leaseapi.Response {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/lanwire/lanwire/pkg/lease"
@@ -154,6 +155,9 @@ func ReadRequest(r *bufio.Reader) (Request, error) {
 	dec := json.NewDecoder(bytesReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
+		if strings.Contains(err.Error(), "unknown field") {
+			return req, fmt.Errorf("malformed request: %w: the plugin may be newer than this lease daemon; restart the daemon (`systemctl restart hostbridge-dhcp`, or stop it: the next ADD starts the new one)", err)
+		}
 		return req, fmt.Errorf("malformed request: %w", err)
 	}
 	if req.Version != Version {
