@@ -226,8 +226,23 @@ func compare(b *testing.B) {
 	fr := p(oa, .5) / p(fa, .5)
 	r.add("full chain ADD p50 over the floor (hostbridge-dhcp without spoofCheck, 2 no-op plugins)", "ms", p(oa, .5), p(fa, .5), "ratio <= 1.3", flag(fr <= 1.3))
 
+	// The conflict check with 20 other networks' configs in the directory.
+	confs := b.TempDir()
+	for i := 0; i < 20; i++ {
+		conf := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"other%d","plugins":[{"type":"bridge","bridge":"other%d","ipam":{"type":"host-local","subnet":"10.97.%d.0/24"}}]}`, i, i, i)
+		if err := os.WriteFile(filepath.Join(confs, fmt.Sprintf("%02d.conflist", i)), []byte(conf), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	netconf := os.Getenv("NETCONFPATH")
+	os.Setenv("NETCONFPATH", confs)
+	ca, _ := run(b, l, oursIf, count, 0, false)
+	os.Setenv("NETCONFPATH", netconf)
+
 	oa, od = run(b, l, oursIf, count, 0, false)
 	ua, ud = run(b, l, theirsIf, count, 0, false)
+	cd := p(ca, .5) - p(oa, .5)
+	r.add("hostbridge-dhcp ADD p50 with 20 other CNI configs in the directory, over with none", "ms", cd, 0, "<= 1 ms", flag(cd <= 1))
 	r.add("hostbridge-dhcp vs bridge+dhcp ADD p50", "ms", p(oa, .5), p(ua, .5), "", nil)
 	r.add("hostbridge-dhcp vs bridge+dhcp ADD p95", "ms", p(oa, .95), p(ua, .95), "", nil)
 	r.add("hostbridge-dhcp vs bridge+dhcp DEL p50", "ms", p(od, .5), p(ud, .5), "", nil)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,37 +150,129 @@ func TestBridgeRoutes(t *testing.T) {
 	}
 }
 
-// ignoreConflicts false refuses a bridge another network in the config
-// directory manages with its own IPAM; true accepts it.
+// Two lanwire networks on one LAN bridge, "online" and "offline", are the
+// common setup: both ask the LAN's DHCP server, and so does the bridge
+// plugin with the dhcp IPAM. Only a network that hands out addresses of
+// its own (host-local here) is refused, naming its file; ignoreConflicts
+// accepts it.
 func TestConflicts(t *testing.T) {
+	t.Parallel()
+	g := newOfflineGround(t, "2m")
+	l := g.lan
+	dir := t.TempDir()
+	write := func(name, conf string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	online := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"online","plugins":[{"type":"hostbridge-dhcp","bridge":%q,"daemonSocket":%q,"autoStartDaemon":false}]}`, l.Bridge, g.d.Socket)
+	offline := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"offline","plugins":[{"type":"hostbridge-dhcp","bridge":%q,"daemonSocket":%q,"autoStartDaemon":false},{"type":"offline-egress","allow":[{"to":"host","ports":["8000/tcp"]}]}]}`, l.Bridge, g.d.Socket)
+	updhcp := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"updhcp","plugins":[{"type":"bridge","bridge":%q,"ipam":{"type":"dhcp"}}]}`, l.Bridge)
+	write("10-online.conflist", online)
+	write("20-offline.conflist", offline)
+	write("30-updhcp.conflist", updhcp)
+	cnitool := func(env []string, args ...string) (string, error) {
+		cmd := exec.Command(cnitool, args...)
+		cmd.Env = append(append(os.Environ(), "NETCONFPATH="+dir, "CNI_PATH="+binDir+":"+upstreamDir), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	on, off := container(t, l), container(t, l)
+	t.Cleanup(func() { _, _ = cnitool(nil, "del", "online", on); _, _ = cnitool(nil, "del", "offline", off) })
+	if out, err := cnitool(nil, "add", "online", on); err != nil {
+		t.Fatalf("ADD online: %v\n%s", err, out)
+	}
+	if out, err := cnitool(nil, "add", "offline", off); err != nil {
+		t.Fatalf("ADD offline beside online (and bridge+dhcp) on one bridge: %v\n%s", err, out)
+	}
+	expect(t, on, true, tcpProbe(l.Internet+":80"))
+	expectBlocked(t, off, tcpProbe(l.Internet+":80"))
+	expect(t, off, true, tcpProbe(l.HostAddr+":8000"))
+
+	// A network handing out addresses of its own on that bridge.
+	write("40-hostlocal.conflist", fmt.Sprintf(`{"cniVersion":"1.1.0","name":"hostlocal","plugins":[{"type":"bridge","bridge":%q,"ipam":{"type":"host-local","subnet":"10.99.0.0/24"}}]}`, l.Bridge))
+	c := container(t, l)
+	out, err := cnitool(nil, "add", "online", c)
+	if err == nil {
+		t.Errorf("ADD accepted a bridge host-local hands addresses out on:\n%s", out)
+		_, _ = cnitool(nil, "del", "online", c)
+	} else if !strings.Contains(out, `"hostlocal"`) || !strings.Contains(out, "40-hostlocal.conflist") || !strings.Contains(out, "host-local") {
+		t.Errorf("the conflict error does not name the network, its file and its IPAM:\n%s", out)
+	}
+	if got := links(t, c); len(got) != 1 {
+		t.Errorf("refused ADD left links: %v", got)
+	}
+	write("10-online.conflist", strings.Replace(online, `"autoStartDaemon":false`, `"autoStartDaemon":false,"ignoreConflicts":true`, 1))
+	if out, err := cnitool(nil, "add", "online", c); err != nil {
+		t.Errorf("ignoreConflicts true: %v\n%s", err, out)
+	}
+	if out, err := cnitool(nil, "del", "online", c); err != nil {
+		t.Errorf("DEL: %v\n%s", err, out)
+	}
+}
+
+// The conflict check reads the config directory only when its files
+// changed, and asks Docker once per bridge (the first container), never
+// waiting on a dockerd that does not answer.
+func TestConflictCheckCost(t *testing.T) {
 	t.Parallel()
 	l := newLAN(t, testlan.Options{})
 	d := startDaemon(t)
-	for _, ignore := range []bool{false, true} {
-		n := newNetwork(t, l, d, map[string]any{"ignoreConflicts": ignore})
-		other := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"other","plugins":[{"type":"bridge","bridge":%q,"ipam":{"type":"host-local","subnet":"10.99.0.0/24"}}]}`, l.Bridge)
-		if err := os.WriteFile(filepath.Join(n.Dir, "other.conflist"), []byte(other), 0o644); err != nil {
+	n := newNetwork(t, l, d, nil)
+	for i := 0; i < 20; i++ {
+		conf := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"unrelated%d","plugins":[{"type":"bridge","bridge":"elsewhere%d","ipam":{"type":"host-local","subnet":"10.98.%d.0/24"}}]}`, i, i, i)
+		if err := os.WriteFile(filepath.Join(n.Dir, fmt.Sprintf("%02d-unrelated.conflist", i)), []byte(conf), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		c := container(t, l)
-		out, errOut, err := runCnitool(t, n, nil, "add", n.Name, c)
-		if !ignore {
-			if err == nil {
-				t.Errorf("ADD accepted a bridge managed by another network:\n%s", out)
-			} else if !strings.Contains(out+errOut, "already used by CNI network \"other\"") {
-				t.Errorf("conflict error does not name the other network:\n%s%s", out, errOut)
+	}
+	// A dockerd that accepts and never answers.
+	sock := filepath.Join(t.TempDir(), "docker.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var asked atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
 			}
-			if got := links(t, c); len(got) != 1 {
-				t.Errorf("refused ADD left links: %v", got)
+			asked.Add(1)
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	dir, opened := straceShimWith(t, "openat", "DOCKER_HOST=unix://"+sock, "NETCONFPATH="+n.Dir)
+	shimmed := libcni.NewCNIConfigWithCacheDir([]string{dir}, filepath.Join(t.TempDir(), "cache"), nil)
+	reads := func() int {
+		n := 0
+		for _, line := range opened() {
+			if strings.Contains(line, "unrelated.conflist") {
+				n++
 			}
-			continue
 		}
-		if err != nil {
-			t.Errorf("ignoreConflicts true: %v\n%s%s", err, out, errOut)
+		return n
+	}
+	add := func(id string) {
+		t.Helper()
+		a := attach{ID: id, Netns: container(t, l)}
+		if _, err := shimmed.AddNetworkList(t.Context(), n.list, a.rt()); err != nil {
+			t.Fatalf("ADD %s: %v", id, err)
 		}
-		if _, errOut, err := runCnitool(t, n, nil, "del", n.Name, c); err != nil {
-			t.Errorf("DEL: %v %s", err, errOut)
-		}
+		t.Cleanup(func() { _ = n.Del(a) })
+	}
+	add("cost-1")
+	if got := reads(); got != 20 {
+		t.Errorf("the first ADD read %d of the 20 config files, want each once", got)
+	}
+	add("cost-2")
+	if got := reads(); got != 0 {
+		t.Errorf("the second ADD read %d config files, want none (nothing changed)", got)
+	}
+	if got := asked.Load(); got != 1 {
+		t.Errorf("Docker was asked %d times for two containers on one bridge, want once (the first)", got)
 	}
 }
 

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -305,5 +306,56 @@ func TestDHCPv6VanishAndRequest(t *testing.T) {
 	waitFor(t, 5*time.Second, "the throw-away port lwr"+id+" to go", func() bool {
 		out, _ := exec.Command("ip", "-o", "link", "show").Output()
 		return !strings.Contains(string(out), "lwr"+id) && !strings.Contains(string(out), "lwq"+id)
+	})
+}
+
+// "ipv6": "dhcpv6" with a router that answers late (one that has just
+// advertised waits 3 s before its next multicast advertisement, RFC 4861;
+// here the router's advertisements are held back 2.5 s): ADD waits for the
+// router within leaseTimeout, so the result has the IPv6 gateway and the
+// container reaches the router at once. On a LAN with no router
+// advertisements at all, ADD fails with error 11 saying so.
+func TestDHCPv6WaitsForRouter(t *testing.T) {
+	t.Parallel()
+	l := newLAN(t, testlan.Options{RA: true, DHCPv6: true})
+	d := startDaemon(t)
+	n := newNetwork(t, l, d, map[string]any{"ipv6": "dhcpv6"})
+	for i := 0; i < 3; i++ {
+		routerSilentFor(t, l, 2500*time.Millisecond)
+		a := attach{ID: fmt.Sprintf("v6wait-%d", i), Netns: container(t, l)}
+		res := n.MustAdd(a)
+		if _, _, gw := v6Addrs(res); gw == nil {
+			t.Errorf("ADD %d returned no IPv6 gateway: %v", i, res.IPs)
+		}
+		if err := probePing(a.Netns, l.Router6); err != nil {
+			t.Errorf("ADD %d: the router is not reachable over IPv6 right after ADD: %v", i, err)
+		}
+		if err := n.Del(a); err != nil {
+			t.Error(err)
+		}
+	}
+
+	noRA := newLAN(t, testlan.Options{DHCPv6: true})
+	n2 := newNetwork(t, noRA, d, map[string]any{"ipv6": "dhcpv6", "leaseTimeout": "4s"})
+	a := attach{ID: "v6-nora", Netns: container(t, noRA)}
+	_, err := n2.Add(a)
+	if te := cniError(t, err); te.Code != 11 || !strings.Contains(te.Msg, "no IPv6 router") {
+		t.Errorf("without router advertisements: code %d %q, want 11 saying there is no IPv6 router", te.Code, te.Msg)
+	}
+	if got := links(t, a.Netns); len(got) != 1 {
+		t.Errorf("the failed ADD left links in the container: %v", got)
+	}
+}
+
+// routerSilentFor holds the LAN router's advertisements back for d (an
+// nftables rule in the router's own namespace, removed after d).
+func routerSilentFor(t *testing.T, l *testlan.LAN, d time.Duration) {
+	t.Helper()
+	rule := "table ip6 lwtslow { chain out { type filter hook output priority 0; icmpv6 type nd-router-advert drop; }; }"
+	if out, err := exec.Command("ip", "netns", "exec", l.LANNS, "nft", rule).CombinedOutput(); err != nil {
+		t.Fatalf("holding the router's advertisements back: %v %s", err, out)
+	}
+	time.AfterFunc(d, func() {
+		_ = exec.Command("ip", "netns", "exec", l.LANNS, "nft", "delete", "table", "ip6", "lwtslow").Run()
 	})
 }

@@ -17,6 +17,27 @@ import (
 // besides the plugins themselves.
 func straceShim(t *testing.T) (dir string, execs func() []string) {
 	t.Helper()
+	dir, lines := straceShimWith(t, "execve")
+	return dir, func() []string {
+		var out []string
+		for _, line := range lines() {
+			if !strings.Contains(line, "execve(") || strings.Contains(line, "= -1 ") {
+				continue
+			}
+			if strings.Contains(line, "execve(\""+binDir+"/") {
+				continue // the plugin itself
+			}
+			out = append(out, line)
+		}
+		return out
+	}
+}
+
+// straceShimWith makes a CNI_PATH directory whose plugins are the real
+// ones run under `strace -f -e trace=EXPR` (with env added), and returns a
+// func that takes the trace lines logged so far.
+func straceShimWith(t *testing.T, expr string, env ...string) (dir string, lines func() []string) {
+	t.Helper()
 	strace, err := exec.LookPath("strace")
 	if err != nil {
 		t.Fatal("strace is missing: `make test` installs it (Debian package strace)")
@@ -27,7 +48,7 @@ func straceShim(t *testing.T) (dir string, execs func() []string) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"hostbridge-dhcp", "offline-egress", "portmap-lite"} {
-		script := fmt.Sprintf("#!/bin/sh\nexec %s -f -qq -e trace=execve -o %s/%s.$$ %s \"$@\"\n", strace, logs, p, plugin(p))
+		script := fmt.Sprintf("#!/bin/sh\nexec env %s %s -f -qq -e trace=%s -o %s/%s.$$ %s \"$@\"\n", strings.Join(env, " "), strace, expr, logs, p, plugin(p))
 		if err := os.WriteFile(filepath.Join(dir, p), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -38,13 +59,9 @@ func straceShim(t *testing.T) (dir string, execs func() []string) {
 		for _, f := range files {
 			data, _ := os.ReadFile(f)
 			for _, line := range strings.Split(string(data), "\n") {
-				if !strings.Contains(line, "execve(") || strings.Contains(line, "= -1 ") {
-					continue
+				if line != "" {
+					out = append(out, filepath.Base(f)+": "+line)
 				}
-				if strings.Contains(line, "execve(\""+binDir+"/") {
-					continue // the plugin itself
-				}
-				out = append(out, filepath.Base(f)+": "+line)
 			}
 			os.Remove(f)
 		}

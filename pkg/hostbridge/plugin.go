@@ -470,19 +470,21 @@ func GC(args *skel.CmdArgs) error {
 	return nil
 }
 
-// waitRouter waits for what router advertisements give the container: with
-// SLAAC, an autoconfigured address (failing after leaseTimeout); with
-// DHCPv6 alone, briefly, the default router. IPv6 off waits for nothing.
+// waitRouter waits, within leaseTimeout, for what router advertisements
+// give the container: the default router (its IPv6 route, which a DHCPv6
+// lease does not carry), and with SLAAC an autoconfigured address. When
+// none comes ADD fails (error 11): a result would otherwise describe IPv6
+// the container cannot use. IPv6 off waits for nothing.
 func waitRouter(c *Config, netns ns.NetNS, ifname string, start time.Time) (netconf.RouterInfo, error) {
 	var ri netconf.RouterInfo
 	if c.IPv6 == IPv6Off {
 		return ri, nil
 	}
-	wait, done := 2*time.Second, func(ri netconf.RouterInfo) bool { return ri.Gateway != nil }
+	done := func(ri netconf.RouterInfo) bool { return ri.Gateway != nil }
 	if c.WantsSLAAC() {
-		wait = c.LeaseTimeout.Duration - time.Since(start)
 		done = func(ri netconf.RouterInfo) bool { return ri.SLAAC != nil && ri.Gateway != nil }
 	}
+	wait := c.LeaseTimeout.Duration - time.Since(start)
 	err := netns.Do(func(ns.NetNS) error {
 		var err error
 		ri, err = netconf.WaitRouterInfo(ifname, wait, done)
@@ -491,9 +493,13 @@ func waitRouter(c *Config, netns ns.NetNS, ifname string, start time.Time) (netc
 	if err != nil {
 		return ri, fmt.Errorf("reading IPv6 router information of %s: %w", ifname, err)
 	}
-	if c.WantsSLAAC() && ri.SLAAC == nil {
-		return ri, types.NewError(types.ErrTryAgainLater, fmt.Sprintf("no SLAAC address on %s within %s", ifname, c.LeaseTimeout.Duration),
-			fmt.Sprintf("no router advertisement with an autonomous prefix reached the container through bridge %s: check that the LAN's router sends them (dnsmasq: --enable-ra with a \"slaac\" or \"ra-only\" range), that with net.bridge.bridge-nf-call-ip6tables=1 the FORWARD chain accepts the bridge's traffic, or use \"ipv6\": \"dhcpv6\" on a LAN without SLAAC", c.Bridge))
+	if done(ri) {
+		return ri, nil
 	}
-	return ri, nil
+	what := fmt.Sprintf("no IPv6 router on %s within %s", ifname, c.LeaseTimeout.Duration)
+	if c.WantsSLAAC() && ri.Gateway != nil {
+		what = fmt.Sprintf("no SLAAC address on %s within %s", ifname, c.LeaseTimeout.Duration)
+	}
+	return ri, types.NewError(types.ErrTryAgainLater, what,
+		fmt.Sprintf("no router advertisement reached the container through bridge %s (a DHCPv6 lease gives an address, never a route): check that the LAN's router sends them (dnsmasq: --enable-ra; with \"slaac\", an autonomous prefix), that with net.bridge.bridge-nf-call-ip6tables=1 the FORWARD chain accepts the bridge's traffic, or use \"ipv6\": \"off\"", c.Bridge))
 }

@@ -76,10 +76,11 @@ type IPv6Mode struct {
 // duplicate address detection and MLD reports that the bridge floods to
 // every port. With IPv6 on, duplicate address detection is skipped so the
 // link-local address is usable at once (the MAC is unique on the bridge),
-// and addresses are made from the MAC (EUI-64, not stable-privacy), so the
-// link-local address is the one the port's guard allows.
+// addresses are made from the MAC (EUI-64, not stable-privacy), so the
+// link-local address is the one the port's guard allows, and router
+// solicitations go on (1 s, then up to 4 s apart) until a router answers.
 // Equivalent to: `sysctl net.ipv6.conf.IF.disable_ipv6=1` (Off), or
-// `sysctl net.ipv6.conf.IF.disable_ipv6=0 accept_ra=1 autoconf=0|1 accept_dad=0 addr_gen_mode=0`.
+// `sysctl net.ipv6.conf.IF.disable_ipv6=0 accept_ra=1 autoconf=0|1 accept_dad=0 addr_gen_mode=0 router_solicitations=-1 ...`.
 func SetIPv6Mode(ifname string, mode IPv6Mode) error {
 	vals := [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}, {"disable_ipv6", "1"}}
 	if !mode.Off {
@@ -87,7 +88,11 @@ func SetIPv6Mode(ifname string, mode IPv6Mode) error {
 		if mode.Autoconf {
 			autoconf = "1"
 		}
-		vals = [][2]string{{"accept_ra", "1"}, {"autoconf", autoconf}, {"accept_dad", "0"}, {"addr_gen_mode", "0"}, {"use_tempaddr", "0"}, {"disable_ipv6", "0"}}
+		vals = [][2]string{{"accept_ra", "1"}, {"autoconf", autoconf}, {"accept_dad", "0"}, {"addr_gen_mode", "0"}, {"use_tempaddr", "0"},
+			// Solicit until a router answers, every second at first: a
+			// router that has just advertised waits before it answers.
+			{"router_solicitations", "-1"}, {"router_solicitation_interval", "1"}, {"router_solicitation_max_interval", "4"},
+			{"disable_ipv6", "0"}}
 	}
 	for _, kv := range vals {
 		p := "/proc/sys/net/ipv6/conf/" + ifname + "/" + kv[0]
