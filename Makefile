@@ -71,15 +71,30 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l . )" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 
-unit:
-	$(GO) test -count=1 ./pkg/...
+# Test output goes through testsum, which counts what passed, failed and
+# was skipped into $(SUMMARY); `make test` ends with that count on one line
+# and fails on any failure, and under CI (CI=true) on any skip.
+SUMMARY := $(CURDIR)/.test-summary.json
+TESTSUM := $(CURDIR)/bin/testsum
 
-integration: build
+$(TESTSUM): integration/cmd/testsum/main.go
+	@mkdir -p bin
+	$(GO) build -o $(TESTSUM) ./integration/cmd/testsum
+
+unit: $(TESTSUM)
+	set -o pipefail; $(GO) test -count=1 -json ./pkg/... ./integration/cmd/... 2>&1 | $(TESTSUM) -record $(SUMMARY)
+
+integration: build $(TESTSUM)
 	@test "$$(id -u)" = 0 || { echo "integration tests need root (network namespaces, bridges, iptables)"; exit 1; }
 	set -o pipefail; CNITOOL=$(GOBIN)/cnitool LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) NERDCTL=$(NERDCTL) \
-		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./integration/... 2>&1 | tee integration.log
+		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -json ./integration/... 2>&1 | $(TESTSUM) -record $(SUMMARY) | tee integration.log
 
-test: deps vet unit integration
+test: deps vet $(TESTSUM)
+	@rm -f $(SUMMARY); st=0; \
+	$(MAKE) --no-print-directory unit || st=1; \
+	$(MAKE) --no-print-directory integration || st=1; \
+	$(TESTSUM) -report $(SUMMARY) || st=1; \
+	exit $$st
 
 # test-faults runs only the reliability suite (faults, load, hostile input);
 # `make test` runs it too, as part of the integration tests.

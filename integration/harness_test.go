@@ -141,11 +141,21 @@ func startDaemon(t testing.TB) *daemonProc { t.Helper(); return startDaemonIn(t,
 // directory when empty).
 func startDaemonIn(t testing.TB, stateDir string) *daemonProc {
 	t.Helper()
+	return startDaemonWith(t, "", stateDir)
+}
+
+// startDaemonWith starts a daemon on socket with its leases in stateDir
+// (fresh ones when empty).
+func startDaemonWith(t testing.TB, socket, stateDir string) *daemonProc {
+	t.Helper()
 	dir := t.TempDir()
 	if stateDir == "" {
 		stateDir = filepath.Join(dir, "state")
 	}
-	d := &daemonProc{t: t, Socket: filepath.Join(dir, "run", "hb.sock"), StateDir: stateDir, LogPath: filepath.Join(dir, "daemon.log")}
+	if socket == "" {
+		socket = filepath.Join(dir, "run", "hb.sock")
+	}
+	d := &daemonProc{t: t, Socket: socket, StateDir: stateDir, LogPath: filepath.Join(dir, "daemon.log")}
 	d.Start()
 	t.Cleanup(func() {
 		d.Stop()

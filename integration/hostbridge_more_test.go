@@ -88,14 +88,13 @@ func TestStatusAndGC(t *testing.T) {
 }
 
 // A host whose FORWARD chain drops the bridge's frames (Docker's policy
-// DROP, simulated with a DROP rule for this bridge only) still gets leases:
-// the plugin lets the bridge's own traffic through.
+// DROP, simulated with a DROP rule for this bridge only, whose frames cross
+// iptables through its own switch) still gets leases: the plugin lets the
+// bridge's own traffic through.
 func TestForwardDrop(t *testing.T) {
 	t.Parallel()
-	if v, _ := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables"); strings.TrimSpace(string(v)) != "1" {
-		t.Skipf("net.bridge.bridge-nf-call-iptables is %q here, not 1: bridged frames do not cross FORWARD, nothing to test", strings.TrimSpace(string(v)))
-	}
 	l := newLAN(t, testlan.Options{})
+	crossIPTables(t, l.Bridge)
 	d := startDaemon(t)
 	drop := []string{"FORWARD", "-i", l.Bridge, "-o", l.Bridge, "-m", "comment", "--comment", "lanwire test: drop " + l.Bridge, "-j", "DROP"}
 	if out, err := exec.Command("iptables", append([]string{"-I"}, drop...)...).CombinedOutput(); err != nil {
@@ -310,5 +309,25 @@ func TestBridgeAddressStays(t *testing.T) {
 		if got := addr(); got != want {
 			t.Fatalf("the bridge's address changed from %s to %s when container %d went", want, got, i)
 		}
+	}
+}
+
+// crossIPTables makes bridge's frames cross the IP hooks (and so iptables)
+// through the bridge's own switch, whatever the host's global one says,
+// loading br_netfilter if needed (and putting the global switches that
+// loading turns on back as they were).
+func crossIPTables(t *testing.T, bridge string) {
+	t.Helper()
+	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
+		if out, err := exec.Command("modprobe", "br_netfilter").CombinedOutput(); err != nil {
+			t.Fatalf("modprobe br_netfilter: %v %s", err, out)
+		}
+		for _, s := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables"} {
+			_ = os.WriteFile("/proc/sys/net/bridge/"+s, []byte("0"), 0o644)
+		}
+	}
+	p := filepath.Join("/sys/class/net", bridge, "bridge", "nf_call_iptables")
+	if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
+		t.Fatalf("turning on %s: %v", p, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -179,16 +180,24 @@ func TestReAddSameAddress(t *testing.T) {
 	d := startDaemon(t)
 	n := newNetwork(t, l, d, nil)
 	a := attach{ID: "readd", Netns: container(t, l)}
-	first := n.MustAdd(a).IPs[0].Address.IP.String()
+	res1 := n.MustAdd(a)
+	first := res1.IPs[0].Address.IP.String()
 	if err := n.Del(a); err != nil {
 		t.Fatal(err)
 	}
-	// A fresh netns, as a re-created container has.
+	// A fresh netns, as a re-created container has. lanwire's part is the
+	// MAC, derived from container ID and ifname; the server gives the
+	// address it last gave that MAC.
 	a.Netns = container(t, l)
-	second := n.MustAdd(a).IPs[0].Address.IP.String()
+	res2 := n.MustAdd(a)
+	second := res2.IPs[0].Address.IP.String()
+	if m1, m2 := macOf(t, res1), macOf(t, res2); m1.String() != m2.String() {
+		t.Errorf("the re-created container has MAC %s, the first had %s", m2, m1)
+	}
 	if first != second {
 		t.Errorf("re-added container got %s, first had %s", second, first)
 	}
+	serverHolds(t, l, second, macOf(t, res2).String())
 	// Idempotent ADD: a second ADD of the same attachment returns the same
 	// result without a second veth.
 	again := n.MustAdd(a)
@@ -201,6 +210,25 @@ func TestReAddSameAddress(t *testing.T) {
 	if err := n.Del(a); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// serverHolds checks dnsmasq's lease file (the server's view): ip held for
+// mac (an IPv6 address: for any client), expiring a minute or more from now.
+func serverHolds(t *testing.T, l *testlan.LAN, ip, mac string) {
+	t.Helper()
+	data, _ := os.ReadFile(l.LeaseFile)
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[2] != ip || (mac != "" && !strings.EqualFold(f[1], mac)) {
+			continue
+		}
+		exp, _ := strconv.ParseInt(f[0], 10, 64)
+		if time.Until(time.Unix(exp, 0)) < time.Minute {
+			t.Errorf("dnsmasq's lease of %s expires at %s, not in the future", ip, time.Unix(exp, 0).Format(time.RFC3339))
+		}
+		return
+	}
+	t.Errorf("dnsmasq's lease file holds no lease of %s for %s:\n%s", ip, mac, data)
 }
 
 // dhcpLines returns dnsmasq log lines of kind (e.g. "DHCPACK") for ip.
@@ -261,11 +289,13 @@ func TestDaemonKillRestart(t *testing.T) {
 	n := newNetwork(t, l, d, nil)
 	const count = 50
 	want := map[string]string{} // container ID -> address
+	macs := map[string]string{} // container ID -> MAC
 	var as []attach
 	for i := 0; i < count; i++ {
 		a := attach{ID: fmt.Sprintf("kill-%d", i), Netns: container(t, l)}
 		as = append(as, a)
-		want[a.ID] = n.MustAdd(a).IPs[0].Address.IP.String()
+		res := n.MustAdd(a)
+		want[a.ID], macs[a.ID] = res.IPs[0].Address.IP.String(), macOf(t, res).String()
 	}
 	d.Kill()
 	restarted := time.Now()
@@ -310,6 +340,15 @@ func TestDaemonKillRestart(t *testing.T) {
 	for _, ip := range want {
 		if acks := dhcpLines(l, "DHCPACK", ip); len(acks) < 2 {
 			t.Errorf("no renewal ACK for %s in dnsmasq's log", ip)
+		}
+	}
+	// The server's view, and the containers': each address held by dnsmasq
+	// for the container's MAC, renewed (expiring in the future), and on the
+	// container's interface.
+	for _, a := range as {
+		serverHolds(t, l, want[a.ID], macs[a.ID])
+		if out, _ := nsRun(a.Netns, "ip", "-4", "-o", "addr", "show", "dev", "eth0"); !strings.Contains(out, " "+want[a.ID]+"/") {
+			t.Errorf("%s's eth0 lacks %s after the restart:\n%s", a.ID, want[a.ID], out)
 		}
 	}
 	for _, a := range as {
@@ -478,7 +517,16 @@ func TestCheck(t *testing.T) {
 // by the file mode and, should the mode be loosened, by the daemon itself.
 func TestSocketPermissions(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t)
+	// A directory everyone may traverse: only the daemon can refuse.
+	dir, err := os.MkdirTemp("", "lanwire-sock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemonWith(t, filepath.Join(dir, "hb.sock"), "")
 	st, err := os.Stat(d.Socket)
 	if err != nil {
 		t.Fatal(err)
@@ -489,28 +537,34 @@ func TestSocketPermissions(t *testing.T) {
 	if s := st.Sys().(*syscall.Stat_t); s.Uid != 0 {
 		t.Errorf("socket owned by uid %d, want root", s.Uid)
 	}
-	asNobody := func() (string, error) {
+	leases := func(uid uint32) (string, error) {
 		cmd := exec.Command(plugin("hostbridge-dhcp"), "leases", "--socket", d.Socket)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		if uid != 0 {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		}
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
-	if out, err := asNobody(); err == nil {
+	if out, err := leases(65534); err == nil {
 		t.Errorf("uid 65534 listed leases through a 0600 socket:\n%s", out)
 	}
-	// Loosen the file mode and path: the daemon's peer check still refuses.
-	for _, p := range []string{filepath.Dir(filepath.Dir(d.Socket)), filepath.Dir(d.Socket)} {
-		_ = os.Chmod(p, 0o755)
-	}
+	// The file mode loosened, the daemon's own check refuses, and says so.
 	if err := os.Chmod(d.Socket, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	out, err := asNobody()
+	out, err := leases(65534)
 	if err == nil {
 		t.Errorf("uid 65534 was served:\n%s", out)
 	}
-	if !strings.Contains(out, "permission denied") {
-		t.Errorf("refusal does not say why: %s", out)
+	if !strings.Contains(out, "permission denied: only root may use the lease daemon") {
+		t.Errorf("the refusal is not the daemon's: %s", out)
+	}
+	waitFor(t, 2*time.Second, "the daemon's log of the refusal", func() bool {
+		b, _ := os.ReadFile(d.LogPath)
+		return strings.Contains(string(b), "refused connection from uid 65534")
+	})
+	if out, err := leases(0); err != nil {
+		t.Errorf("root was not served: %v %s", err, out)
 	}
 }
 

@@ -216,6 +216,7 @@ func TestDHCPv6RenewAndRestart(t *testing.T) {
 	if !strings.Contains(addrs, " "+ip+"/128 ") {
 		t.Errorf("address %s gone after the renewal:\n%s", ip, addrs)
 	}
+	serverHolds(t, l, ip, "") // the server's view: held, renewed
 	if err := n.Check(a); err != nil {
 		t.Errorf("CHECK after the renewal: %v", err)
 	}

@@ -343,19 +343,44 @@ func TestOfflinePublishedPort(t *testing.T) {
 
 // runtimeNetwork writes, for a container runtime to read from netDir, the
 // offline chain of this ground (hostbridge-dhcp, offline-egress allowing the
-// host's 8000/tcp, portmap-lite) as network prefix+LAN ID.
-func (g *offlineGround) runtimeNetwork(t *testing.T, prefix string) (netDir, name string) {
+// host's 8000/tcp, portmap-lite) as network prefix+LAN ID, and a plain one
+// (hostbridge-dhcp alone) as prefix+"plain"+LAN ID, the control.
+func (g *offlineGround) runtimeNetwork(t *testing.T, prefix string) (netDir, name, plain string) {
 	t.Helper()
 	netDir = t.TempDir()
-	name = prefix + g.lan.ID
-	conflist := fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[
- {"type":"hostbridge-dhcp","bridge":%q,"daemonSocket":%q,"autoStartDaemon":false},
+	name, plain = prefix+g.lan.ID, prefix+"plain"+g.lan.ID
+	hb := fmt.Sprintf(`{"type":"hostbridge-dhcp","bridge":%q,"daemonSocket":%q,"autoStartDaemon":false}`, g.lan.Bridge, g.d.Socket)
+	for n, conflist := range map[string]string{
+		name: fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[%s,
  {"type":"offline-egress","allow":[{"to":"host","ports":["8000/tcp"]}]},
- {"type":"portmap-lite","capabilities":{"portMappings":true}}]}`, name, g.lan.Bridge, g.d.Socket)
-	if err := os.WriteFile(filepath.Join(netDir, name+".conflist"), []byte(conflist), 0o644); err != nil {
-		t.Fatal(err)
+ {"type":"portmap-lite","capabilities":{"portMappings":true}}]}`, name, hb),
+		plain: fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[%s]}`, plain, hb),
+	} {
+		if err := os.WriteFile(filepath.Join(netDir, n+".conflist"), []byte(conflist), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return netDir, name
+	return netDir, name, plain
+}
+
+// runtimeBlocked checks, from inside a runtime's containers, that the
+// plain one reaches each target and the offline one does not: its probes
+// time out (dropped), never refused.
+func runtimeBlocked(t *testing.T, run func(args ...string) (string, error), plainCtr, offCtr string, targets [][2]string) {
+	t.Helper()
+	for _, hp := range targets {
+		if out, err := greets(run, plainCtr, hp[0], hp[1]); err != nil {
+			t.Errorf("the plain container (the control) cannot reach %s:%s: %v %s", hp[0], hp[1], err, out)
+			continue
+		}
+		out, err := greets(run, offCtr, hp[0], hp[1])
+		switch {
+		case err == nil:
+			t.Errorf("the offline container reached %s:%s: %s", hp[0], hp[1], out)
+		case !dropped(err):
+			t.Errorf("the offline container's probe of %s:%s failed with %v %s, not a drop: it proves nothing", hp[0], hp[1], err, out)
+		}
+	}
 }
 
 // A flow the container opened before offline-egress's ADD does not survive
@@ -494,4 +519,39 @@ func TestFirewallTamper(t *testing.T) {
 		}
 		expect(t, lanNS, true, published)
 	})
+}
+
+// With the host's global bridge-nf-call-iptables and -ip6tables at 0, the
+// bridge's own switches (which offline-egress turns on) are all the offline
+// container's checks need: blocked, allowed and published all hold, over
+// IPv4 and IPv6, and the global switches stay 0. Not parallel: it sets the
+// global switches (put back after).
+func TestOfflineGlobalSwitchesOff(t *testing.T) {
+	for _, s := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables"} {
+		p := "/proc/sys/net/bridge/" + s
+		old, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("%s: %v (br_netfilter not loaded?)", p, err)
+		}
+		t.Cleanup(func() { _ = os.WriteFile(p, old, 0o644) })
+		if err := os.WriteFile(p, []byte("0"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := newOfflineGround(t, "2m")
+	l := g.lan
+	plain := attach{ID: "gsw-plain", Netns: container(t, l)}
+	g.network(t, "gswplain").MustAdd(plain)
+	n := g.network(t, "gsw", g.offlineConf(), map[string]any{"type": "portmap-lite", "capabilities": map[string]bool{"portMappings": true}})
+	a := attach{ID: "gsw-off", Netns: container(t, l), Caps: maps(tcpMap(38401, 80, ""))}
+	serveTCP(t, a.Netns, ":80", "offline web")
+	n.MustAdd(a)
+	blocked := []probe{tcpProbe(l.Internet + ":80"), tcpProbe("[" + l.Internet6 + "]:80"), tcpProbe(l.Router + ":9001")}
+	expect(t, plain.Netns, true, blocked...)
+	expectBlocked(t, a.Netns, blocked...)
+	expect(t, a.Netns, true, g.allowedForOffline()...)
+	expect(t, filepath.Join("/var/run/netns", l.LANNS), true, tcpProbe(l.HostAddr+":38401"))
+	if got := sysctls(t); got != "bridge-nf-call-iptables=0 bridge-nf-call-ip6tables=0" {
+		t.Errorf("the global switches changed: %s", got)
+	}
 }

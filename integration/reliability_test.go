@@ -323,7 +323,13 @@ func TestServerOutage(t *testing.T) {
 	if err := l.StartDHCP(); err != nil {
 		t.Fatal(err)
 	}
+	logBefore = len(l.Log())
 	waitFor(t, 20*time.Second, "the old address to be restored", hasAddr)
+	// Asked for by the daemon (option 50, which dnsmasq logs in the
+	// DISCOVER line), not only remembered by the server.
+	if !strings.Contains(l.Log()[logBefore:], "DHCPDISCOVER(eth0) "+ip+" ") {
+		t.Errorf("the DISCOVER after the outage did not ask for %s:\n%s", ip, l.Log()[logBefore:])
+	}
 	routes, _ = nsRun(a.Netns, "ip", "-4", "route", "show", "default")
 	if !strings.Contains(routes, "via "+l.Router) {
 		t.Errorf("default route not restored: %s", routes)

@@ -238,6 +238,38 @@ func (s *Server) acquireOn(ctx context.Context, conn *lease.Conn, spec lease.Spe
 	return ack, nil
 }
 
+// heldAction is what an ADD does with a lease the daemon holds for its key.
+type heldAction int
+
+const (
+	// answerHeld: answer the lease as it is (a repeated ADD).
+	answerHeld heldAction = iota
+	// confirmHeld: ask the server to confirm it (INIT-REBOOT), else DISCOVER.
+	confirmHeld
+	// dropHeld: release and drop it (its namespace is gone), then acquire.
+	dropHeld
+	// reacquire: acquire anew, asking for its address (expired, taken off,
+	// another MAC).
+	reacquire
+)
+
+// decideHeld decides what an ADD for spec, in the namespace id, does with
+// the held lease rec. The lease is answered as it is only to the ADD of an
+// interface that already had it (not newIf), unexpired and confirmed by a
+// server while this daemon ran; a still-valid one is confirmed with the
+// server first; one whose namespace is gone or is another one is dropped.
+func decideHeld(rec leasestore.Record, id leasestore.NetnsID, alive bool, spec lease.Spec, newIf, confirmed, removed, removed6 bool, now time.Time) heldAction {
+	switch {
+	case rec.Netns() != id || !alive:
+		return dropHeld
+	case rec.Spec.MAC != spec.MAC || removed || rec.Info.PhaseAt(rec.Acquired, now) == lease.Expired:
+		return reacquire
+	case rec.Spec.IfName != spec.IfName || newIf || !confirmed || rec.Spec.DHCPv6 != spec.DHCPv6 || (spec.DHCPv6 && removed6):
+		return confirmHeld
+	}
+	return answerHeld
+}
+
 // verifyOn asks the server to confirm addr for spec (INIT-REBOOT), aimed
 // like acquireOn.
 func (s *Server) verifyOn(ctx context.Context, conn *lease.Conn, spec lease.Spec, addr net.IP) (*dhcpv4.DHCPv4, error) {
@@ -413,14 +445,14 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 	}
 	want, want6 := spec.RequestIP, spec.RequestIP6
 	old := s.leases[k]
+	var action heldAction
 	if old != nil {
 		rec := old.snapshot()
-		// The lease is answered as it is only to the ADD of an interface
-		// that already had it (a repeated ADD), unexpired and confirmed by a
-		// server while this daemon ran.
-		if rec.Netns() == id && rec.Spec.MAC == spec.MAC && rec.Spec.IfName == spec.IfName && !req.NewInterface &&
-			old.isConfirmed() && !old.isRemoved() && rec.Info.PhaseAt(rec.Acquired, time.Now()) != lease.Expired &&
-			rec.Spec.DHCPv6 == spec.DHCPv6 && (!spec.DHCPv6 || !old.isRemoved6()) {
+		old.mu.Lock()
+		confirmed, removed, removed6 := old.confirmed, old.removed, old.removed6
+		old.mu.Unlock()
+		action = decideHeld(rec, id, netnsAlive(rec.Spec.Netns, rec.Netns()), spec, req.NewInterface, confirmed, removed, removed6, time.Now())
+		if action == answerHeld {
 			s.mu.Unlock()
 			v := old.view()
 			return leaseapi.Response{Lease: &v}
@@ -438,16 +470,14 @@ func (s *Server) acquire(ctx context.Context, req leaseapi.Request) leaseapi.Res
 	if old != nil {
 		old.stop()
 		rec := old.snapshot()
-		switch {
-		case rec.Netns() != id || !netnsAlive(rec.Spec.Netns, rec.Netns()):
-			// Made for a namespace that is gone (the container was
-			// re-created): release it and drop it before answering.
+		switch action {
+		case dropHeld:
 			s.log.Printf("%s: dropping the lease of %s: its network namespace is gone or is another one", k, rec.Info.Address.IP)
 			old.sendRelease()
 			if err := s.store.Delete(k); err != nil {
 				s.log.Printf("%s: %v", k, err)
 			}
-		case rec.Spec.MAC == spec.MAC && !old.isRemoved() && rec.Info.PhaseAt(rec.Acquired, time.Now()) != lease.Expired:
+		case confirmHeld:
 			verify = rec.Info.Address.IP
 		}
 		if want == nil {

@@ -82,19 +82,7 @@ type IPv6Mode struct {
 // Equivalent to: `sysctl net.ipv6.conf.IF.disable_ipv6=1` (Off), or
 // `sysctl net.ipv6.conf.IF.disable_ipv6=0 accept_ra=1 autoconf=0|1 accept_dad=0 addr_gen_mode=0 router_solicitations=-1 ...`.
 func SetIPv6Mode(ifname string, mode IPv6Mode) error {
-	vals := [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}, {"disable_ipv6", "1"}}
-	if !mode.Off {
-		autoconf := "0"
-		if mode.Autoconf {
-			autoconf = "1"
-		}
-		vals = [][2]string{{"accept_ra", "1"}, {"autoconf", autoconf}, {"accept_dad", "0"}, {"addr_gen_mode", "0"}, {"use_tempaddr", "0"},
-			// Solicit until a router answers, every second at first: a
-			// router that has just advertised waits before it answers.
-			{"router_solicitations", "-1"}, {"router_solicitation_interval", "1"}, {"router_solicitation_max_interval", "4"},
-			{"disable_ipv6", "0"}}
-	}
-	for _, kv := range vals {
+	for _, kv := range ipv6Sysctls(mode) {
 		p := "/proc/sys/net/ipv6/conf/" + ifname + "/" + kv[0]
 		if err := os.WriteFile(p, []byte(kv[1]), 0o644); err != nil {
 			if mode.Off {
@@ -104,6 +92,23 @@ func SetIPv6Mode(ifname string, mode IPv6Mode) error {
 		}
 	}
 	return nil
+}
+
+// ipv6Sysctls are the per-interface sysctls of mode, in the order they are
+// written: disable_ipv6 last, so the others are in place before IPv6 is on.
+func ipv6Sysctls(mode IPv6Mode) [][2]string {
+	if mode.Off {
+		return [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}, {"disable_ipv6", "1"}}
+	}
+	autoconf := "0"
+	if mode.Autoconf {
+		autoconf = "1"
+	}
+	return [][2]string{{"accept_ra", "1"}, {"autoconf", autoconf}, {"accept_dad", "0"}, {"addr_gen_mode", "0"}, {"use_tempaddr", "0"},
+		// Solicit until a router answers, every second at first: a
+		// router that has just advertised waits before it answers.
+		{"router_solicitations", "-1"}, {"router_solicitation_interval", "1"}, {"router_solicitation_max_interval", "4"},
+		{"disable_ipv6", "0"}}
 }
 
 // RouterInfo is what router advertisements gave an interface.

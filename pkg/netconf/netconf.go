@@ -46,8 +46,15 @@ func Apply(ifname string, info lease.Info, metric, mtu int) error {
 }
 
 func route(link netlink.Link, info lease.Info, r lease.Route, metric int) *netlink.Route {
+	return routeFor(link.Attrs().Index, info, r, metric)
+}
+
+// routeFor is the kernel route of a lease's route on the link with index
+// idx: on-link (scope link) without a gateway, and marked onlink when the
+// gateway is outside the lease's subnet (as option 121 may give).
+func routeFor(idx int, info lease.Info, r lease.Route, metric int) *netlink.Route {
 	dst := r.Dst
-	nr := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: &dst, Priority: metric}
+	nr := &netlink.Route{LinkIndex: idx, Dst: &dst, Priority: metric}
 	if r.GW == nil {
 		nr.Scope = netlink.SCOPE_LINK
 		return nr
@@ -93,12 +100,7 @@ func Change(ifname string, old, new lease.Info, metric, mtu int) error {
 	}
 	if !old.Address.IP.Equal(new.Address.IP) || old.Address.Mask.String() != new.Address.Mask.String() {
 		stale := old
-		stale.Routes = nil
-		for _, r := range old.Routes {
-			if !hasRoute(new.Routes, r) {
-				stale.Routes = append(stale.Routes, r)
-			}
-		}
+		stale.Routes = staleRoutes(old.Routes, new.Routes)
 		if err := Remove(ifname, stale, metric); err != nil {
 			return err
 		}
@@ -107,15 +109,24 @@ func Change(ifname string, old, new lease.Info, metric, mtu int) error {
 			return err
 		}
 	} else {
-		for _, r := range old.Routes {
-			if !hasRoute(new.Routes, r) {
-				if link, err := netlinksafe.LinkByName(ifname); err == nil {
-					_ = netlink.RouteDel(route(link, old, r, metric))
-				}
+		for _, r := range staleRoutes(old.Routes, new.Routes) {
+			if link, err := netlinksafe.LinkByName(ifname); err == nil {
+				_ = netlink.RouteDel(route(link, old, r, metric))
 			}
 		}
 	}
 	return GratuitousARP(ifname, new.Address.IP)
+}
+
+// staleRoutes are the routes of old that new does not have.
+func staleRoutes(old, new []lease.Route) []lease.Route {
+	var out []lease.Route
+	for _, r := range old {
+		if !hasRoute(new, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func hasRoute(rs []lease.Route, r lease.Route) bool {
