@@ -20,18 +20,22 @@ NERDCTL := $(CURDIR)/.upstream/nerdctl-$(NERDCTL_VERSION)
 UPSTREAM_PLUGINS := main/bridge ipam/host-local meta/portmap ipam/dhcp meta/firewall meta/tuning
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 PLUGINS     := hostbridge-dhcp offline-egress portmap-lite
+# The version every binary reports (--version, the CNI banner, the daemon's
+# log, leases --json): the git tag or commit.
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -X github.com/lanwire/lanwire/pkg/cli.Version=$(VERSION)
 # What the plugins and the demo need, and what only the tests add.
 APT_BASE    := nftables iptables dnsmasq-base conntrack iproute2 procps kmod busybox-static
 APT_TEST    := podman runc containerd strace
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build install test deps deps-base apt-install unit integration test-faults bench fuzz demo demo-clean vet fmt clean
+.PHONY: all build install uninstall help test deps deps-base apt-install unit integration test-faults bench fuzz demo demo-clean vet fmt clean
 
 all: build
 
 build:
 	@mkdir -p bin
-	$(GO) build -trimpath -o bin/ $(addprefix ./plugins/,$(PLUGINS))
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ $(addprefix ./plugins/,$(PLUGINS))
 	$(GO) build -trimpath -o bin/testlan ./integration/cmd/testlan
 	$(GO) build -trimpath -o bin/demo ./integration/cmd/demo
 
@@ -42,6 +46,16 @@ install: build
 	sed 's|@CNI_BIN_DIR@|$(CNI_BIN_DIR)|g' init/hostbridge-dhcp.service > $(DESTDIR)$(SYSTEMD_DIR)/hostbridge-dhcp.service
 	install -m 0644 init/hostbridge-dhcp.socket $(DESTDIR)$(SYSTEMD_DIR)/hostbridge-dhcp.socket
 	@echo "installed; enable the lease daemon with: systemctl daemon-reload && systemctl enable --now hostbridge-dhcp.socket"
+
+# uninstall stops the lease daemon and removes what install put in place.
+# The daemon's state (/var/lib/cni/hostbridge-dhcp) is left: remove it by
+# hand once no container uses a lease.
+uninstall:
+	-command -v systemctl >/dev/null && systemctl disable --now hostbridge-dhcp.socket hostbridge-dhcp.service 2>/dev/null
+	-pkill -f '$(CNI_BIN_DIR)/hostbridge-dhcp daemon'
+	rm -f $(addprefix $(DESTDIR)$(CNI_BIN_DIR)/,$(PLUGINS))
+	rm -f $(DESTDIR)$(SYSTEMD_DIR)/hostbridge-dhcp.service $(DESTDIR)$(SYSTEMD_DIR)/hostbridge-dhcp.socket
+	-command -v systemctl >/dev/null && systemctl daemon-reload
 
 # deps-base installs the Debian packages the plugins and the demo need;
 # deps adds what the tests need: runtimes, cnitool, upstream plugins, nerdctl.
@@ -130,3 +144,14 @@ demo-clean: build
 
 clean:
 	rm -rf bin integration.log .upstream
+
+# help lists the targets.
+help:
+	@echo "make demo       the main job on a self-contained demo LAN (root)"
+	@echo "make test       installs what the tests need, runs unit and integration tests (root)"
+	@echo "make build      binaries in bin/ (version $(VERSION))"
+	@echo "make install    binaries to $(CNI_BIN_DIR), systemd units to $(SYSTEMD_DIR)"
+	@echo "make uninstall  removes what install put there"
+	@echo "make bench      lanwire against the upstream plugins, same run (root, ~25 min)"
+	@echo "make test-faults  the reliability suite only;  make fuzz  the fuzz targets"
+	@echo "make demo-clean   removes what an interrupted demo or testlan left"

@@ -293,3 +293,78 @@ func icmpMsg(typ, code byte, body []byte) []byte {
 	m[2], m[3] = byte(s>>8), byte(s)
 	return m
 }
+
+// What a container with CAP_NET_ADMIN can do to its own namespace opens no
+// way out: a new MAC, another container's address, routes of its own. Each
+// step is done by the offline container and by the unguarded control; a
+// datagram counter on the fake internet says whose packets arrived.
+func TestGuardCapNetAdmin(t *testing.T) {
+	t.Parallel()
+	g := newGuardGround(t)
+	l := g.lan
+	arrived := countUDP(t, g.inetNS, ":7007")
+	send := func(p peer, src net.IP) bool {
+		before := arrived()
+		err := inNetns(p.Netns, func() error {
+			c, err := net.DialUDP("udp4", &net.UDPAddr{IP: src}, &net.UDPAddr{IP: net.ParseIP(l.Internet), Port: 7007})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			for i := 0; i < 3; i++ {
+				_, _ = c.Write([]byte("cap_net_admin"))
+				time.Sleep(100 * time.Millisecond)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("sending from %s: %v", p.name, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		return arrived() > before
+	}
+	run := func(p peer, args ...string) {
+		t.Helper()
+		if out, err := nsRun(p.Netns, args...); err != nil {
+			t.Fatalf("%s: %v: %v %s", p.name, args, err, out)
+		}
+	}
+	type step struct {
+		name string
+		do   func(p peer) net.IP // returns the source address to send from (nil: the kernel's choice)
+		undo func(p peer)
+	}
+	spoofed := net.ParseIP(g.plain.ip4.String())
+	steps := []step{
+		{"a new MAC", func(p peer) net.IP { run(p, "ip", "link", "set", "eth0", "address", "02:0a:0b:0c:0d:0e"); return nil },
+			func(p peer) { run(p, "ip", "link", "set", "eth0", "address", p.mac.String()) }},
+		{"another container's address", func(p peer) net.IP {
+			run(p, "ip", "addr", "add", spoofed.String()+"/32", "dev", "eth0")
+			return spoofed
+		}, func(p peer) { run(p, "ip", "addr", "del", spoofed.String()+"/32", "dev", "eth0") }},
+		{"a route of its own to the internet", func(p peer) net.IP {
+			run(p, "ip", "route", "add", l.Internet+"/32", "via", l.Router, "dev", "eth0", "metric", "1")
+			return nil
+		}, func(p peer) { run(p, "ip", "route", "del", l.Internet+"/32", "via", l.Router, "dev", "eth0", "metric", "1") }},
+	}
+	if !send(g.free, nil) {
+		t.Fatal("the control's datagram did not arrive unchanged: the test proves nothing")
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			src := s.do(g.free)
+			ok := send(g.free, src)
+			s.undo(g.free)
+			if !ok {
+				t.Fatalf("the control's datagram did not arrive after %s: the test proves nothing", s.name)
+			}
+			src = s.do(g.off)
+			if send(g.off, src) {
+				t.Errorf("the offline container's datagram arrived after %s", s.name)
+			}
+			s.undo(g.off)
+		})
+	}
+	// Undone, the offline container is back to its allowlist.
+	expect(t, g.off.Netns, true, tcpProbe(l.HostAddr+":8000"))
+}

@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/lanwire/lanwire/integration/testlan"
 	"github.com/lanwire/lanwire/pkg/forward"
@@ -271,7 +273,7 @@ func newNetworkList(t testing.TB, name string, plugins []map[string]any) *networ
 	}
 	cacheDir := filepath.Join(t.TempDir(), "cache")
 	return &network{t: t, Dir: dir, Name: name, list: list, bytes: data,
-		cni: libcni.NewCNIConfigWithCacheDir([]string{binDir, upstreamDir}, cacheDir, nil)}
+		cni: libcni.NewCNIConfigWithCacheDir([]string{binDir, upstreamDir}, cacheDir, &boundedExec{})}
 }
 
 type attach struct {
@@ -440,4 +442,28 @@ func leftovers() string {
 		return ""
 	}
 	return strings.Join(out, "\n") + "\n"
+}
+
+// boundedExec runs plugins as libcni's RawExec does, but a plugin that
+// outlives its call's deadline (or a child of it holding its output open,
+// as the upstream dhcp IPAM can) cannot hang the test: Wait gives up 5 s
+// after the deadline killed the plugin.
+type boundedExec struct {
+	invoke.RawExec
+	version.PluginDecoder
+}
+
+func (e *boundedExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
+	var stdout, stderr bytes.Buffer
+	c := exec.CommandContext(ctx, path)
+	c.Env, c.Stdin, c.Stdout, c.Stderr = environ, bytes.NewReader(stdin), &stdout, &stderr
+	c.WaitDelay = 5 * time.Second
+	if err := c.Run(); err != nil {
+		var te types.Error
+		if json.Unmarshal(stdout.Bytes(), &te) == nil && te.Msg != "" {
+			return nil, &te
+		}
+		return nil, fmt.Errorf("%s: %w: %s%s", filepath.Base(path), err, stdout.String(), stderr.String())
+	}
+	return stdout.Bytes(), nil
 }

@@ -319,9 +319,26 @@ func TestDaemonKillRestart(t *testing.T) {
 		}
 	}
 	jsonOut, err := exec.Command(plugin("hostbridge-dhcp"), "leases", "--socket", d.Socket, "--json").Output()
-	var ls []leaseapi.Lease
-	if err != nil || json.Unmarshal(jsonOut, &ls) != nil || len(ls) != count {
-		t.Errorf("`leases --json`: %v, %d leases\n%s", err, len(ls), jsonOut)
+	var list struct {
+		Version string `json:"version"`
+		Leases  []struct {
+			Address      string `json:"address"`
+			MAC          string `json:"mac"`
+			Expires      string `json:"expires"`
+			LeaseSeconds int64  `json:"leaseSeconds"`
+		} `json:"leases"`
+	}
+	if err != nil || json.Unmarshal(jsonOut, &list) != nil || len(list.Leases) != count || list.Version == "" {
+		t.Errorf("`leases --json`: %v, %d leases\n%s", err, len(list.Leases), jsonOut)
+	}
+	// Units a person reads: a CIDR, RFC 3339, seconds.
+	for _, x := range list.Leases {
+		_, _, cerr := net.ParseCIDR(x.Address)
+		_, terr := time.Parse(time.RFC3339, x.Expires)
+		if cerr != nil || terr != nil || x.LeaseSeconds != 120 {
+			t.Errorf("`leases --json` entry %+v: address %v, expiry %v, lease %d s (want 120)", x, cerr, terr, x.LeaseSeconds)
+			break
+		}
 	}
 	// Each is renewed at T1 (60 s after its ADD), after the restart, with
 	// no new DISCOVER.

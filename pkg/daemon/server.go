@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lanwire/lanwire/pkg/cli"
 	"github.com/lanwire/lanwire/pkg/guard"
 	"github.com/lanwire/lanwire/pkg/lease"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
@@ -111,7 +112,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer ln.Close()
-	s.log.Printf("lease daemon listening on %s, state in %s", s.cfg.Socket, s.cfg.StateDir)
+	s.log.Printf("lease daemon %s listening on %s, state in %s", cli.Version, s.cfg.Socket, s.cfg.StateDir)
 
 	s.resume()
 	s.drainPending()

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lanwire/lanwire/pkg/cli"
 	"github.com/lanwire/lanwire/pkg/daemon"
 	"github.com/lanwire/lanwire/pkg/doctor"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
@@ -24,8 +26,8 @@ func DaemonMain(argv []string) int {
 	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
 	sock := fs.String("socket", leaseapi.DefaultSocket, "Unix socket to listen on")
 	dir := fs.String("state-dir", daemon.DefaultStateDir, "directory the leases are kept in")
-	if err := fs.Parse(argv); err != nil {
-		return 2
+	if ok, code := cli.Parse(fs, argv); !ok {
+		return code
 	}
 	srv, err := daemon.New(daemon.Config{Socket: *sock, StateDir: *dir})
 	if err != nil {
@@ -51,8 +53,8 @@ func DoctorMain(argv []string, out io.Writer) int {
 	timeout := fs.Duration("timeout", 5*time.Second, "how long the DHCP probe waits for offers")
 	asJSON := fs.Bool("json", false, "print JSON")
 	ipv6 := fs.Bool("ipv6", false, "also probe for a DHCPv6 server (SOLICIT)")
-	if err := fs.Parse(argv); err != nil {
-		return 2
+	if ok, code := cli.Parse(fs, argv); !ok {
+		return code
 	}
 	cniPath := filepath.SplitList(os.Getenv("CNI_PATH"))
 	if len(cniPath) == 0 {
@@ -80,8 +82,8 @@ func LeasesMain(argv []string, out io.Writer) int {
 	fs := flag.NewFlagSet("leases", flag.ContinueOnError)
 	sock := fs.String("socket", leaseapi.DefaultSocket, "the lease daemon's socket")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(argv); err != nil {
-		return 2
+	if ok, code := cli.Parse(fs, argv); !ok {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -93,17 +95,100 @@ func LeasesMain(argv []string, out io.Writer) int {
 	if *asJSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		ls := resp.Leases
-		if ls == nil {
-			ls = []leaseapi.Lease{}
-		}
-		if err := enc.Encode(ls); err != nil {
+		if err := enc.Encode(LeasesJSON(resp.Leases)); err != nil {
 			return 1
 		}
 		return 0
 	}
 	PrintLeases(out, resp.Leases, time.Now())
 	return 0
+}
+
+// LeaseList is `leases --json`: the version and the leases, in units a
+// person or a script reads: addresses as CIDR strings, times in RFC 3339,
+// durations in seconds.
+type LeaseList struct {
+	Version string      `json:"version"`
+	Leases  []LeaseView `json:"leases"`
+}
+
+// LeaseView is one lease of `leases --json`.
+type LeaseView struct {
+	Key           string      `json:"key"`
+	ContainerID   string      `json:"containerID"`
+	Network       string      `json:"network"`
+	IfName        string      `json:"ifname"`
+	MAC           string      `json:"mac"`
+	Address       string      `json:"address"`
+	Gateway       string      `json:"gateway,omitempty"`
+	Server        string      `json:"server"`
+	State         string      `json:"state"`
+	Acquired      string      `json:"acquired"`
+	Expires       string      `json:"expires"`
+	NextRenewal   string      `json:"nextRenewal"`
+	LeaseSeconds  int64       `json:"leaseSeconds"`
+	RenewSeconds  int64       `json:"renewSeconds"`
+	RebindSeconds int64       `json:"rebindSeconds"`
+	DNS           []string    `json:"dns,omitempty"`
+	Routes        []RouteView `json:"routes,omitempty"`
+	IPv6          *Lease6View `json:"ipv6,omitempty"`
+}
+
+// RouteView is a route of a lease.
+type RouteView struct {
+	Dst string `json:"dst"`
+	Via string `json:"via,omitempty"`
+}
+
+// Lease6View is the DHCPv6 lease of a LeaseView.
+type Lease6View struct {
+	Address          string `json:"address"`
+	Server           string `json:"server"` // the server's DUID, hex
+	State            string `json:"state"`
+	Expires          string `json:"expires"`
+	NextRenewal      string `json:"nextRenewal"`
+	ValidSeconds     int64  `json:"validSeconds"`
+	PreferredSeconds int64  `json:"preferredSeconds"`
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func ipsString(ips []net.IP) []string {
+	var out []string
+	for _, ip := range ips {
+		out = append(out, ip.String())
+	}
+	return out
+}
+
+// LeasesJSON is the view of ls that `leases --json` prints.
+func LeasesJSON(ls []leaseapi.Lease) LeaseList {
+	out := LeaseList{Version: cli.Version, Leases: []LeaseView{}}
+	for _, l := range ls {
+		v := LeaseView{Key: l.Key.String(), ContainerID: l.Key.ContainerID, Network: l.Key.Network, IfName: l.Key.IfName,
+			MAC: l.Spec.MAC, Address: l.Info.Address.String(), Server: l.Info.ServerID.String(), State: string(l.Phase),
+			Acquired: rfc3339(l.Acquired), Expires: rfc3339(l.Expiry), NextRenewal: rfc3339(l.NextRenewal),
+			LeaseSeconds: int64(l.Info.LeaseTime.Seconds()), RenewSeconds: int64(l.Info.RenewTime.Seconds()),
+			RebindSeconds: int64(l.Info.RebindTime.Seconds()), DNS: ipsString(l.Info.DNS)}
+		if l.Info.Gateway != nil {
+			v.Gateway = l.Info.Gateway.String()
+		}
+		for _, r := range l.Info.Routes {
+			rv := RouteView{Dst: r.Dst.String()}
+			if r.GW != nil {
+				rv.Via = r.GW.String()
+			}
+			v.Routes = append(v.Routes, rv)
+		}
+		if i6 := l.Info6; i6 != nil && l.Expiry6 != nil && l.NextRenewal6 != nil {
+			p := i6.Prefix()
+			v.IPv6 = &Lease6View{Address: p.String(), Server: hex.EncodeToString(i6.ServerID), State: string(l.Phase6),
+				Expires: rfc3339(*l.Expiry6), NextRenewal: rfc3339(*l.NextRenewal6),
+				ValidSeconds: int64(i6.Valid.Seconds()), PreferredSeconds: int64(i6.Preferred.Seconds())}
+		}
+		out.Leases = append(out.Leases, v)
+	}
+	return out
 }
 
 // PrintLeases writes the leases as a table.

@@ -4,12 +4,12 @@
 package main
 
 import (
-	"os"
+	"io"
 	"runtime"
 
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/lanwire/lanwire/pkg/cli"
 	"github.com/lanwire/lanwire/pkg/hostbridge"
 )
 
@@ -19,18 +19,14 @@ func init() {
 }
 
 func main() {
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case "daemon":
-			os.Exit(hostbridge.DaemonMain(os.Args[2:]))
-		case "leases":
-			os.Exit(hostbridge.LeasesMain(os.Args[2:], os.Stdout))
-		case "doctor":
-			os.Exit(hostbridge.DoctorMain(os.Args[2:], os.Stdout))
-		}
-	}
-	skel.PluginMainFuncs(skel.CNIFuncs{
-		Add: hostbridge.Add, Del: hostbridge.Del, Check: hostbridge.Check,
-		Status: hostbridge.Status, GC: hostbridge.GC,
-	}, version.All, "hostbridge-dhcp: containers on an existing LAN bridge with DHCP leases (lanwire)")
+	cli.Plugin{
+		Name:  "hostbridge-dhcp",
+		About: "containers on an existing LAN bridge with DHCP leases",
+		Commands: []cli.Command{
+			{Name: "daemon", Summary: "run the lease daemon (systemd starts it, or the first ADD)", Run: func(args []string, _ io.Writer) int { return hostbridge.DaemonMain(args) }},
+			{Name: "leases", Summary: "list the leases the daemon holds (--json for machines)", Run: hostbridge.LeasesMain},
+			{Name: "doctor", Summary: "say why a container gets no lease, and how to fix it", Run: hostbridge.DoctorMain},
+		},
+		CNI: skel.CNIFuncs{Add: hostbridge.Add, Del: hostbridge.Del, Check: hostbridge.Check, Status: hostbridge.Status, GC: hostbridge.GC},
+	}.Main()
 }

@@ -6,16 +6,17 @@ import (
 	"runtime"
 
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/lanwire/lanwire/pkg/cli"
 	"github.com/lanwire/lanwire/pkg/offline"
 )
 
 func init() { runtime.LockOSThread() }
 
 func main() {
-	skel.PluginMainFuncs(skel.CNIFuncs{
-		Add: offline.Add, Del: offline.Del, Check: offline.Check,
-		Status: offline.Status, GC: offline.GC,
-	}, version.All, "offline-egress: containers offline but for an allowlist (lanwire)")
+	cli.Plugin{
+		Name:  "offline-egress",
+		About: "containers offline but for an allowlist",
+		CNI:   skel.CNIFuncs{Add: offline.Add, Del: offline.Del, Check: offline.Check, Status: offline.Status, GC: offline.GC},
+	}.Main()
 }

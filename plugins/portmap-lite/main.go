@@ -4,14 +4,15 @@ package main
 
 import (
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/lanwire/lanwire/pkg/cli"
 	"github.com/lanwire/lanwire/pkg/portmap"
 )
 
 func main() {
-	skel.PluginMainFuncs(skel.CNIFuncs{
-		Add: portmap.Add, Del: portmap.Del, Check: portmap.Check,
-		Status: portmap.Status, GC: portmap.GC,
-	}, version.All, "portmap-lite: publish container ports (lanwire)")
+	cli.Plugin{
+		Name:  "portmap-lite",
+		About: "publish container ports",
+		CNI:   skel.CNIFuncs{Add: portmap.Add, Del: portmap.Del, Check: portmap.Check, Status: portmap.Status, GC: portmap.GC},
+	}.Main()
 }
