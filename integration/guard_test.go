@@ -345,7 +345,9 @@ func TestGuardCapNetAdmin(t *testing.T) {
 		{"a route of its own to the internet", func(p peer) net.IP {
 			run(p, "ip", "route", "add", l.Internet+"/32", "via", l.Router, "dev", "eth0", "metric", "1")
 			return nil
-		}, func(p peer) { run(p, "ip", "route", "del", l.Internet+"/32", "via", l.Router, "dev", "eth0", "metric", "1") }},
+		}, func(p peer) {
+			run(p, "ip", "route", "del", l.Internet+"/32", "via", l.Router, "dev", "eth0", "metric", "1")
+		}},
 	}
 	if !send(g.free, nil) {
 		t.Fatal("the control's datagram did not arrive unchanged: the test proves nothing")

@@ -4,6 +4,7 @@ package bridgeport
 
 import (
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -106,4 +107,78 @@ func stateName(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// IsContainerPort reports whether a bridge port is a container's host veth
+// (lanwire's "lw" and 10 hex digits, the bridge plugin's "veth" and 8), or
+// the doctor's probe ("lwdp", "lwdq").
+func IsContainerPort(name string) bool {
+	hexOf := func(s string, n int) bool {
+		_, err := hex.DecodeString(s)
+		return len(s) == n && err == nil
+	}
+	if rest, ok := strings.CutPrefix(name, "lw"); ok {
+		return hexOf(rest, 10) || strings.HasPrefix(rest, "dp") || strings.HasPrefix(rest, "dq")
+	}
+	rest, ok := strings.CutPrefix(name, "veth")
+	return ok && hexOf(rest, 8)
+}
+
+// Ports lists a bridge's ports: its uplinks (anything but containers' host
+// veths) and its containers' ports. Equivalent to: `ls /sys/class/net/BR/brif`.
+func Ports(bridge string) (uplinks, containers []string) {
+	es, _ := os.ReadDir(filepath.Join("/sys/class/net", bridge, "brif"))
+	for _, e := range es {
+		if IsContainerPort(e.Name()) {
+			containers = append(containers, e.Name())
+		} else {
+			uplinks = append(uplinks, e.Name())
+		}
+	}
+	return uplinks, containers
+}
+
+// Bridges lists the bridges of the current netns.
+func Bridges() []string {
+	es, _ := os.ReadDir("/sys/class/net")
+	var out []string
+	for _, e := range es {
+		if _, err := os.Stat(filepath.Join("/sys/class/net", e.Name(), "bridge")); err == nil {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// Nearest returns the existing bridge whose name is closest to name (a
+// typo), "" when none is within a few edits.
+func Nearest(name string) string {
+	best, bestD := "", 4
+	for _, b := range Bridges() {
+		if d := editDistance(name, b); d < bestD {
+			best, bestD = b, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

@@ -95,12 +95,59 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := claimStateDir(cfg.StateDir, cfg.Socket); err != nil {
+		return nil, err
+	}
 	return &Server{
 		cfg: cfg, store: st, log: cfg.Log,
 		leases:    map[lease.Key]*holder{},
 		acquiring: map[lease.Key]bool{},
 		servers:   map[string]net.HardwareAddr{},
 	}, nil
+}
+
+// ownerFile is the state directory's lock: held by its daemon for its
+// life, naming its pid and socket.
+const ownerFile = "daemon.pid"
+
+// claimStateDir makes this process the one daemon of dir: a second daemon
+// on the same leases would renew and release them behind the first's back.
+func claimStateDir(dir, socket string) error {
+	f, err := os.OpenFile(filepath.Join(dir, ownerFile), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("opening the state directory's lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if pid, sock, ok := Owner(dir); ok {
+			return fmt.Errorf("another lease daemon (pid %d) keeps its leases in %s and listens on %s: use that socket (\"daemonSocket\": %q), or give this one a state directory of its own", pid, dir, sock, sock)
+		}
+		return fmt.Errorf("another lease daemon keeps its leases in %s", dir)
+	}
+	_ = f.Truncate(0)
+	_, _ = fmt.Fprintf(f, "%d\n%s\n", os.Getpid(), socket)
+	// The descriptor stays open (and locked) for the daemon's life.
+	return nil
+}
+
+// Owner returns the pid and socket of the daemon that holds dir, if one
+// does.
+func Owner(dir string) (pid int, socket string, ok bool) {
+	f, err := os.OpenFile(filepath.Join(dir, ownerFile), os.O_RDWR, 0)
+	if err != nil {
+		return 0, "", false
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+		return 0, "", false // no one holds it
+	}
+	b, _ := io.ReadAll(f)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) < 2 {
+		return 0, "", false
+	}
+	pid, _ = strconv.Atoi(lines[0])
+	return pid, lines[1], true
 }
 
 // Run listens on the socket (or the one systemd passed), resumes the stored

@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/lanwire/lanwire/pkg/bridgeport"
+	"github.com/lanwire/lanwire/pkg/chain"
 	"github.com/lanwire/lanwire/pkg/lease"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
 )
@@ -107,10 +107,6 @@ func Run(o Options) Report {
 	return r
 }
 
-// containerPort matches host veths of container attachments: ours ("lw" and
-// 10 hex digits) and the upstream bridge plugin's ("veth" and 8 hex digits).
-var containerPort = regexp.MustCompile(`^(lw[0-9a-f]{10}|veth[0-9a-f]{8})$`)
-
 func sysfs(parts ...string) string {
 	b, err := os.ReadFile(filepath.Join(append([]string{"/sys/class/net"}, parts...)...))
 	if err != nil {
@@ -122,7 +118,10 @@ func sysfs(parts ...string) string {
 func checkBridge(r *Report, name string) bool {
 	br, err := bridgeport.Lookup(name)
 	if err != nil {
-		fix := fmt.Sprintf("ip link add %s type bridge && ip link set %s up && ip link set eth0 master %s   (eth0: your LAN uplink)", name, name, name)
+		fix := fmt.Sprintf("ip link add %s type bridge && ip link set %s up, then attach it to your LAN (README: \"A real LAN\")", name, name)
+		if near := bridgeport.Nearest(name); near != "" {
+			fix = fmt.Sprintf("did you mean bridge %q? (or create %s: %s)", near, name, fix)
+		}
 		if strings.Contains(err.Error(), "not a bridge") {
 			fix = fmt.Sprintf("point the network at a bridge: %q is not one (ip -d link show %s)", name, name)
 		}
@@ -136,21 +135,10 @@ func checkBridge(r *Report, name string) bool {
 	}
 	r.add(Check{Name: "bridge is up", OK: true})
 
-	links, _ := netlinksafe.LinkList()
-	var uplinks, containers []string
-	for _, l := range links {
-		if l.Attrs().MasterIndex != br.Attrs().Index {
-			continue
-		}
-		if containerPort.MatchString(l.Attrs().Name) {
-			containers = append(containers, l.Attrs().Name)
-		} else {
-			uplinks = append(uplinks, l.Attrs().Name)
-		}
-	}
+	uplinks, containers := bridgeport.Ports(name)
 	if len(uplinks) == 0 {
 		r.add(Check{Name: "bridge has an uplink", Detail: fmt.Sprintf("%s has no port besides %d container veth(s): nothing connects it to the LAN", name, len(containers)),
-			Fix: fmt.Sprintf("ip link set eth0 master %s   (eth0: the interface on your LAN)", name)})
+			Fix: fmt.Sprintf("attach %s to your LAN; see the README's \"A real LAN\" (moving an interface and its address onto a bridge cuts remote sessions: do it from a console, or with an automatic rollback)", name)})
 	} else {
 		r.add(Check{Name: "bridge has an uplink", OK: true, Detail: fmt.Sprintf("uplink %s; %d container port(s)", strings.Join(uplinks, ", "), len(containers))})
 	}
@@ -407,6 +395,13 @@ func checkConflist(r *Report, o Options) (bridge, socket, ipv6 string) {
 			if err := json.Unmarshal(p.Bytes, &hb); err == nil {
 				bridge, socket, ipv6 = hb.Bridge, hb.DaemonSocket, hb.IPv6
 			}
+		}
+	}
+	if len(list.Plugins) > 1 {
+		if msg := chain.VersionProblem(list.CNIVersion); msg != "" {
+			r.add(Check{Name: "conflist cniVersion", Detail: msg, Fix: `add "cniVersion": "1.1.0" at the top of ` + o.Conflist})
+		} else {
+			r.add(Check{Name: "conflist cniVersion", OK: true, Detail: list.CNIVersion})
 		}
 	}
 	if len(missing) > 0 {

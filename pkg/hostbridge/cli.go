@@ -15,6 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/containernetworking/cni/libcni"
+
 	"github.com/lanwire/lanwire/pkg/cli"
 	"github.com/lanwire/lanwire/pkg/daemon"
 	"github.com/lanwire/lanwire/pkg/doctor"
@@ -81,9 +83,18 @@ func DoctorMain(argv []string, out io.Writer) int {
 func LeasesMain(argv []string, out io.Writer) int {
 	fs := flag.NewFlagSet("leases", flag.ContinueOnError)
 	sock := fs.String("socket", leaseapi.DefaultSocket, "the lease daemon's socket")
+	conflist := fs.String("conflist", "", "a conflist whose hostbridge-dhcp names the daemon's socket")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if ok, code := cli.Parse(fs, argv); !ok {
 		return code
+	}
+	if *conflist != "" {
+		s, err := socketOf(*conflist)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "hostbridge-dhcp leases: %v\n", err)
+			return 1
+		}
+		*sock = s
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -102,6 +113,30 @@ func LeasesMain(argv []string, out io.Writer) int {
 	}
 	PrintLeases(out, resp.Leases, time.Now())
 	return 0
+}
+
+// socketOf returns the daemon socket a conflist's hostbridge-dhcp uses.
+func socketOf(path string) (string, error) {
+	list, err := libcni.ConfListFromFile(path)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range list.Plugins {
+		if p.Network.Type != "hostbridge-dhcp" {
+			continue
+		}
+		var hb struct {
+			DaemonSocket string `json:"daemonSocket"`
+		}
+		if err := json.Unmarshal(p.Bytes, &hb); err != nil {
+			return "", err
+		}
+		if hb.DaemonSocket == "" {
+			return leaseapi.DefaultSocket, nil
+		}
+		return hb.DaemonSocket, nil
+	}
+	return "", fmt.Errorf("%s has no hostbridge-dhcp plugin", path)
 }
 
 // LeaseList is `leases --json`: the version and the leases, in units a

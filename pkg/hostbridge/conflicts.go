@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/lanwire/lanwire/pkg/bridgeport"
 )
 
 // confDir is where the runtime's CNI configs live: NETCONFPATH (cnitool's
@@ -167,21 +169,11 @@ func checkConflicts(c *Config) error {
 func firstOnBridge(bridge string) bool {
 	ports, _ := os.ReadDir(filepath.Join("/sys/class/net", bridge, "brif"))
 	for _, p := range ports {
-		if isContainerPort(p.Name()) {
+		if bridgeport.IsContainerPort(p.Name()) {
 			return false
 		}
 	}
 	return true
-}
-
-// isContainerPort reports whether a link is a container's host veth ("lw"
-// and 10 hex digits).
-func isContainerPort(name string) bool {
-	if len(name) != 12 || !strings.HasPrefix(name, "lw") {
-		return false
-	}
-	_, err := hex.DecodeString(name[2:])
-	return err == nil
 }
 
 // dockerSocket is Docker's API socket: DOCKER_HOST when it is a unix://

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -38,7 +39,10 @@ func lookupBridge(name string) (*netlink.Bridge, error) {
 	br, err := bridgeport.Lookup(name)
 	switch {
 	case errors.Is(err, bridgeport.ErrNotFound):
-		return nil, invalid("bridge %q does not exist: hostbridge-dhcp attaches containers to an existing bridge on your LAN; create it with `ip link add %s type bridge && ip link set %s up && ip link set eth0 master %s` (eth0 being your LAN uplink)", name, name, name, name)
+		if near := bridgeport.Nearest(name); near != "" {
+			return nil, invalid("bridge %q does not exist; did you mean %q? (the bridges here: %s)", name, near, strings.Join(bridgeport.Bridges(), ", "))
+		}
+		return nil, invalid("bridge %q does not exist: hostbridge-dhcp attaches containers to an existing bridge on your LAN; create one with `ip link add %s type bridge && ip link set %s up` and attach it to the LAN (README: \"A real LAN\")", name, name, name)
 	case errors.Is(err, bridgeport.ErrNotBridge):
 		return nil, invalid("%v: \"bridge\" must name a Linux bridge (see `ip -d link show %s`)", err, name)
 	case err != nil:
@@ -47,7 +51,19 @@ func lookupBridge(name string) (*netlink.Bridge, error) {
 	if !bridgeport.IsUp(br) {
 		return nil, invalid("bridge %q is down: bring it up with `ip link set %s up`", name, name)
 	}
+	// No uplink and no address a DHCP server on this host could answer
+	// from: no lease can come, say so at once rather than after leaseTimeout.
+	if uplinks, _ := bridgeport.Ports(name); len(uplinks) == 0 && !hasIPv4(br) {
+		return nil, types.NewError(types.ErrTryAgainLater, fmt.Sprintf("bridge %q has no uplink: no port but containers' connects it to a LAN, and it has no address a DHCP server on this host could serve from", name),
+			fmt.Sprintf("attach %s to your LAN (README: \"A real LAN\"), then add the container again; `hostbridge-dhcp doctor --bridge %s` checks the rest", name, name))
+	}
 	return br, nil
+}
+
+// hasIPv4 reports whether the bridge has an IPv4 address.
+func hasIPv4(br *netlink.Bridge) bool {
+	addrs, err := netlinksafe.AddrList(br, netlink.FAMILY_V4)
+	return err == nil && len(addrs) > 0
 }
 
 // Add attaches the container and returns its DHCP-granted configuration.
@@ -70,14 +86,14 @@ func Add(args *skel.CmdArgs) error {
 			return err
 		}
 	}
+	if err := ensureDaemon(c); err != nil {
+		return err
+	}
 	netns, err := ns.GetNS(args.Netns)
 	if err != nil {
 		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("opening netns %q", args.Netns), err.Error())
 	}
 	defer netns.Close()
-	if err := ensureDaemon(c); err != nil {
-		return err
-	}
 	mtu := c.MTU
 	if mtu == 0 {
 		mtu = br.Attrs().MTU
@@ -284,6 +300,9 @@ func Del(args *skel.CmdArgs) error {
 		// The daemon answered but could not release: say so (after the
 		// links are gone) rather than queue a second release.
 		errs = append(errs, fmt.Errorf("the lease daemon could not release %s: %w", key, err))
+	case impossibleSocket(c.DaemonSocket):
+		// No daemon can have listened there: ADD obtained no lease
+		// through it, and there is nothing to release.
 	default:
 		cargs, _ := parseArgs(args.Args)
 		mac, merr := macFor(c, args, cargs)
@@ -292,7 +311,7 @@ func Del(args *skel.CmdArgs) error {
 			p.MAC = mac.String()
 		}
 		if qerr := leasestore.QueueRelease(leasestore.PendingDir(c.DaemonSocket), p); qerr != nil {
-			errs = append(errs, fmt.Errorf("lease daemon unreachable (%v) and queueing the release failed: %w", err, qerr))
+			errs = append(errs, fmt.Errorf("queueing the release for the lease daemon, which did not answer at %s (%v): %w", c.DaemonSocket, err, qerr))
 		}
 	}
 	if err := deleteLinks(args.Netns, args.IfName, hostVethName(key)); err != nil {

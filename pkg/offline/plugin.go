@@ -9,6 +9,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
+	"github.com/lanwire/lanwire/pkg/chain"
 	"github.com/lanwire/lanwire/pkg/egress"
 	"github.com/lanwire/lanwire/pkg/guard"
 	"github.com/lanwire/lanwire/pkg/nft"
@@ -53,6 +54,9 @@ func containerMAC(res *current.Result, ifname string) (string, error) {
 }
 
 func prevResult(c *Config) (*current.Result, error) {
+	if msg := chain.VersionProblem(c.CNIVersion); msg != "" {
+		return nil, invalid("%s: add \"cniVersion\": \"1.1.0\" at the top of the conflist", msg)
+	}
 	if c.PrevResult == nil {
 		return nil, invalid("offline-egress is a chained plugin and needs a prevResult: put it after hostbridge-dhcp (or bridge) in a conflist")
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 
+	"github.com/lanwire/lanwire/pkg/chain"
 	"github.com/lanwire/lanwire/pkg/guard"
 	"github.com/lanwire/lanwire/pkg/hostknob"
 	"github.com/lanwire/lanwire/pkg/nft"
@@ -91,6 +92,9 @@ func specs(c *Config, prev *current.Result) []Spec {
 func firewallError(err error) error { return nft.CNIError("changing the portmap-lite rules", err) }
 
 func prevResult(c *Config) (*current.Result, error) {
+	if msg := chain.VersionProblem(c.CNIVersion); msg != "" {
+		return nil, invalid("%s: add \"cniVersion\": \"1.1.0\" at the top of the conflist", msg)
+	}
 	if c.PrevResult == nil {
 		return nil, invalid("portmap-lite is a chained plugin and needs a prevResult: put it after hostbridge-dhcp (or bridge) in a conflist")
 	}
