@@ -330,19 +330,27 @@ func loadConflist(path string, l *testlan.LAN, sock string) (*libcni.NetworkConf
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	var changes []string
 	for _, p := range raw["plugins"].([]any) {
 		pm := p.(map[string]any)
-		switch pm["type"] {
-		case "hostbridge-dhcp":
-			pm["bridge"], pm["daemonSocket"], pm["autoStartDaemon"] = l.Bridge, sock, false
-			if _, set := pm["ipv6"]; !set {
-				pm["ipv6"] = "auto" // the demo LAN serves DHCPv6 and SLAAC
-			}
-		case "offline-egress":
-			pm["logBlocked"] = true
+		if pm["type"] != "hostbridge-dhcp" {
+			continue
+		}
+		pm["bridge"], pm["daemonSocket"], pm["autoStartDaemon"] = l.Bridge, sock, false
+		changes = append(changes, fmt.Sprintf(`"bridge": %q (the demo LAN's)`, l.Bridge),
+			fmt.Sprintf(`"daemonSocket": %q and "autoStartDaemon": false (the demo's own daemon)`, sock))
+		if _, set := pm["ipv6"]; !set {
+			pm["ipv6"] = "auto"
+			changes = append(changes, `"ipv6": "auto" (the demo LAN serves DHCPv6 and SLAAC)`)
 		}
 	}
-	data, _ = json.Marshal(raw)
+	data, _ = json.MarshalIndent(raw, "", "  ")
+	effective := filepath.Join(runDir, filepath.Base(path))
+	if err := os.WriteFile(effective, data, 0o644); err != nil {
+		return nil, err
+	}
+	ok("%s, run with %s", path, strings.Join(changes, ", "))
+	ok("as run: %s", effective)
 	return libcni.ConfListFromBytes(data)
 }
 
@@ -361,6 +369,12 @@ func attach(cni *libcni.CNIConfig, list *libcni.NetworkConfigList, l *testlan.LA
 	if err != nil {
 		return "", nil, fmt.Errorf("ADD %s: %w", id, err)
 	}
+	by := fmt.Sprintf("CNI_PATH=%s NETCONFPATH=%s CNI_ARGS=HOSTNAME=%s", st.BinDir, runDir, strings.TrimPrefix(id, "demo-"))
+	if caps != nil {
+		c, _ := json.Marshal(caps)
+		by += fmt.Sprintf(" CAP_ARGS='%s'", c)
+	}
+	fmt.Printf("    (the same by hand: %s cnitool add %s %s)\n", by, list.Name, netns)
 	r, err := current.NewResultFromResult(res)
 	return netns, r, err
 }
