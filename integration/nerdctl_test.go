@@ -55,7 +55,13 @@ func newNerdctl(t *testing.T, netDir string) *nerdctlEnv {
 	n := &nerdctlEnv{t: t, args: []string{bin, "--address", sock, "--data-root", filepath.Join(dir, "nerdctl"),
 		"--snapshotter", "native", "--cni-path", cniBin, "--cni-netconfpath", netDir, "--cgroup-manager", "cgroupfs"}}
 	t.Cleanup(func() {
-		_, _ = n.run("rm", "-f", "--all")
+		// (nerdctl 1.7 has no `rm --all`.)
+		ids, _ := n.run("ps", "-aq")
+		for _, id := range strings.Fields(ids) {
+			if out, err := n.run("rm", "-f", id); err != nil {
+				t.Errorf("nerdctl rm -f %s: %v %s", id, err, out)
+			}
+		}
 		_ = ctrd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
 		go func() { _ = ctrd.Wait(); close(done) }()

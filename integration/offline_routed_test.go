@@ -9,8 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
 
 	"github.com/lanwire/lanwire/integration/testlan"
+	"github.com/lanwire/lanwire/pkg/guard"
 )
 
 // restoreSysctl puts a global sysctl back to its value at the test's start
@@ -77,6 +81,39 @@ func TestOfflineRouted(t *testing.T) {
 	if err := offNet.Check(off); err != nil {
 		t.Errorf("CHECK: %v", err)
 	}
+
+	// A container whose netns went away without a DEL (a runtime that
+	// crashed): the GC of any lanwire network forgets its port, and only it.
+	gone := attach{ID: "rgone", Netns: container(t, l)}
+	offNet.MustAdd(gone)
+	if entriesOf(t, offNet.Name, gone.ID) == 0 {
+		t.Fatal("the container's port has no entries: the check below proves nothing")
+	}
+	if err := l.DeleteContainer(gone.Netns); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the container's veth to go with its netns", func() bool {
+		p, err := guard.Find(offNet.Name, gone.ID)
+		if err != nil || p == nil {
+			return false
+		}
+		_, err = os.Stat("/sys/class/net/" + p.IfName)
+		return err != nil
+	})
+	other := newNetworkList(t, "rother"+l.ID, []map[string]any{bridgeConf(30, 39), {"type": "offline-egress"}})
+	if err := other.cni.GCNetworkList(t.Context(), other.list, &libcni.GCArgs{}); err != nil {
+		t.Fatalf("GC of another network: %v", err)
+	}
+	if n := entriesOf(t, offNet.Name, gone.ID); n != 0 {
+		t.Errorf("%d entries of the vanished container's port are left after GC", n)
+	}
+	if p, _ := guard.Find(offNet.Name, gone.ID); p != nil {
+		t.Errorf("the vanished container's port record is left after GC: %+v", p)
+	}
+	if entriesOf(t, offNet.Name, off.ID) == 0 {
+		t.Error("GC took away the entries of a live container")
+	}
+	expectBlocked(t, off.Netns, blocked...)
 }
 
 // offline-egress guards a container at its bridge port; given a host veth

@@ -377,7 +377,7 @@ func runtimeBlocked(t *testing.T, run func(args ...string) (string, error), plai
 		switch {
 		case err == nil:
 			t.Errorf("the offline container reached %s:%s: %s", hp[0], hp[1], out)
-		case !dropped(err):
+		case !dropped(fmt.Errorf("%w: %s", err, out)): // the runtime may say why in out
 			t.Errorf("the offline container's probe of %s:%s failed with %v %s, not a drop: it proves nothing", hp[0], hp[1], err, out)
 		}
 	}

@@ -174,7 +174,8 @@ func dropped(err error) bool {
 	}
 	msg := err.Error()
 	return strings.Contains(msg, "100% packet loss") || strings.Contains(msg, "timed out") ||
-		strings.Contains(msg, "i/o timeout") || strings.Contains(msg, "exit status 124") // killed by timeout(1)
+		strings.Contains(msg, "i/o timeout") || strings.Contains(msg, "exit status 124") || // killed by coreutils timeout(1)
+		strings.Contains(msg, "exit status 143") || strings.Contains(msg, "exit code 143") // by busybox timeout, inside a container
 }
 
 // expect runs probes from netns and fails the test for every one whose

@@ -113,7 +113,11 @@ const ownerFile = "daemon.pid"
 // claimStateDir makes this process the one daemon of dir: a second daemon
 // on the same leases would renew and release them behind the first's back.
 func claimStateDir(dir, socket string) error {
-	f, err := os.OpenFile(filepath.Join(dir, ownerFile), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	// The lock is held on a read-only descriptor: a file open for writing
+	// for the daemon's life would keep the state directory's file system
+	// from being remounted read-only.
+	name := filepath.Join(dir, ownerFile)
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDONLY|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return fmt.Errorf("opening the state directory's lock: %w", err)
 	}
@@ -124,8 +128,10 @@ func claimStateDir(dir, socket string) error {
 		}
 		return fmt.Errorf("another lease daemon keeps its leases in %s", dir)
 	}
-	_ = f.Truncate(0)
-	_, _ = fmt.Fprintf(f, "%d\n%s\n", os.Getpid(), socket)
+	if err := os.WriteFile(name, []byte(fmt.Sprintf("%d\n%s\n", os.Getpid(), socket)), 0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("writing the state directory's lock: %w", err)
+	}
 	// The descriptor stays open (and locked) for the daemon's life.
 	return nil
 }
@@ -133,7 +139,7 @@ func claimStateDir(dir, socket string) error {
 // Owner returns the pid and socket of the daemon that holds dir, if one
 // does.
 func Owner(dir string) (pid int, socket string, ok bool) {
-	f, err := os.OpenFile(filepath.Join(dir, ownerFile), os.O_RDWR, 0)
+	f, err := os.Open(filepath.Join(dir, ownerFile))
 	if err != nil {
 		return 0, "", false
 	}
@@ -564,7 +570,7 @@ func (s *Server) dropPort(k lease.Key) {
 	if _, err := os.Stat("/sys/class/net/" + k.HostIf()); err == nil {
 		return // the veth is still there: its DEL removes both
 	}
-	if err := guard.Remove(k.HostIf()); err != nil {
+	if err := guard.Forget(k.HostIf()); err != nil {
 		s.log.Printf("%s: removing the firewall entries of its port: %v", k, err)
 	}
 }

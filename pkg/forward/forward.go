@@ -86,6 +86,10 @@ func find(c *nft.Conn, f family, bridge string) (handles []*nftables.Rule, exist
 // the last port to go takes the rule with it.
 var Dir = "/run/lanwire/forward"
 
+// lock serialises Ensure and Release: a port's release that saw no other
+// user must not delete the rule a concurrent ADD has just found in place.
+func lock() (func(), error) { return nft.Lock(Dir + ".lock") }
+
 func hold(bridge, port string) error {
 	d := filepath.Join(Dir, bridge)
 	if err := os.MkdirAll(d, 0o700); err != nil {
@@ -101,6 +105,11 @@ func hold(bridge, port string) error {
 // and no process.
 // Equivalent to: `iptables -I FORWARD -i BR -o BR -j ACCEPT`.
 func Ensure(c *nft.Conn, bridge, port string) error {
+	unlock, err := lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := hold(bridge, port); err != nil {
 		return fmt.Errorf("recording the FORWARD rule's user: %w", err)
 	}
@@ -139,6 +148,11 @@ func Ensure(c *nft.Conn, bridge, port string) error {
 // Release drops port's need of the bridge's rule, and removes the rule
 // when no port needs it any more.
 func Release(c *nft.Conn, bridge, port string) error {
+	unlock, err := lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	d := filepath.Join(Dir, bridge)
 	if err := os.Remove(filepath.Join(d, port)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

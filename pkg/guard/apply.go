@@ -553,6 +553,12 @@ func GC(network string, valid func(containerID string) bool, withHostBridge bool
 	}
 	var errs []error
 	for _, p := range recs {
+		if !linkExists(p.IfName) {
+			// The port is gone with its container's netns, whatever the
+			// network: its record and elements only take room.
+			errs = append(errs, prune(p))
+			continue
+		}
 		if p.Network != network || valid(p.ContainerID) {
 			continue
 		}
@@ -567,13 +573,32 @@ func GC(network string, valid func(containerID string) bool, withHostBridge bool
 				continue
 			}
 		}
-		errs = append(errs, Remove(p.IfName))
-		if c, err := nft.Open(); err == nil {
-			errs = append(errs, forward.Release(c, p.Bridge, p.IfName))
-			c.Close(daemonOf(&p))
-		}
+		errs = append(errs, prune(p))
 	}
 	return errors.Join(append(errs, sweep())...)
+}
+
+// Forget removes everything of port ifname, whose veth went with its
+// netns without a DEL: its entries, its record and its hold on the
+// bridge's FORWARD rule. A port with no record is left alone.
+func Forget(ifname string) error {
+	p, err := Load(ifname)
+	if err != nil || p == nil {
+		return err
+	}
+	return prune(*p)
+}
+
+// prune removes the entries and record of port p, whose veth is gone, and
+// its hold on the bridge's FORWARD rule.
+func prune(p Port) error {
+	err := Remove(p.IfName)
+	c, cerr := nft.Open()
+	if cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	defer c.Close(daemonOf(&p))
+	return errors.Join(err, forward.Release(c, p.Bridge, p.IfName))
 }
 
 func linkExists(name string) bool {

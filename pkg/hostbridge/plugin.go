@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -102,6 +104,8 @@ func Add(args *skel.CmdArgs) error {
 	start := time.Now()
 
 	// The FORWARD rule check (iptables processes) runs while the veth is made.
+	_, statErr := os.Stat(filepath.Join("/sys/class/net", hostVethName(key)))
+	portExisted := statErr == nil // a repeated ADD
 	fwd := make(chan error, 1)
 	go func() { fwd <- ensureForward(c.Bridge, hostVethName(key), c.DaemonSocket) }()
 
@@ -112,14 +116,17 @@ func Add(args *skel.CmdArgs) error {
 	if links.Created {
 		undo.add(func() { _ = deleteLinks(args.Netns, args.IfName, hostVethName(key)) })
 	}
+	ferr := <-fwd
+	if !portExisted {
+		// The port's hold on the rule was taken even if inserting failed.
+		undo.add(func() { _ = releaseForward(c.Bridge, hostVethName(key), c.DaemonSocket) })
+	}
 	if err != nil {
-		<-fwd
 		return err
 	}
-	if err := <-fwd; err != nil {
-		return err
+	if ferr != nil {
+		return ferr
 	}
-	undo.add(func() { _ = releaseForward(c.Bridge, hostVethName(key), c.DaemonSocket) })
 	if err := bridgeport.WaitForwarding(links.Host.Attrs().Name, c.LeaseTimeout.Duration); err != nil {
 		return types.NewError(types.ErrTryAgainLater, "new port never started forwarding on bridge "+c.Bridge, err.Error())
 	}
