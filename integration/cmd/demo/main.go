@@ -350,7 +350,10 @@ func loadConflist(path string, l *testlan.LAN, sock string) (*libcni.NetworkConf
 		return nil, err
 	}
 	ok("%s, run with %s", path, strings.Join(changes, ", "))
-	ok("as run: %s", effective)
+	ok("as run (%s, removed with the demo):", effective)
+	for _, line := range strings.Split(string(data), "\n") {
+		fmt.Println("      " + line)
+	}
 	return libcni.ConfListFromBytes(data)
 }
 
