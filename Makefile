@@ -24,6 +24,9 @@ PLUGINS     := hostbridge-dhcp offline-egress portmap-lite
 # log, leases --json): the git tag or commit.
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -X github.com/lanwire/lanwire/pkg/cli.Version=$(VERSION)
+# The plugins are built static (CGO_ENABLED=0): no dynamic loader at each of
+# the many execs a runtime makes (VERSION, ADD, DEL...), ~1 ms less each, and
+# they run on any libc.
 # What the plugins and the demo need, and what only the tests add.
 APT_BASE    := nftables iptables dnsmasq-base conntrack iproute2 procps kmod busybox-static
 APT_TEST    := podman runc containerd strace
@@ -35,7 +38,7 @@ all: build
 
 build:
 	@mkdir -p bin
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ $(addprefix ./plugins/,$(PLUGINS))
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ $(addprefix ./plugins/,$(PLUGINS))
 	$(GO) build -trimpath -o bin/testlan ./integration/cmd/testlan
 	$(GO) build -trimpath -o bin/demo ./integration/cmd/demo
 

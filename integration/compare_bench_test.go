@@ -283,7 +283,7 @@ func compare(b *testing.B) {
 	r.add("50 parallel ADDs, errors", "", float64(oerr), float64(uerr), "", nil)
 
 	daemonFigures(b, l, d, oursIf, leaseN, &r)
-	printReport(b, r)
+	printReport(b, r, "bench.json")
 }
 
 // settle waits, at most 60 s, until the host is nearly idle (90% over half
@@ -506,7 +506,7 @@ func daemonFigures(b *testing.B, l *testlan.LAN, d *daemonProc, n *network, leas
 	_ = syscall.Kill(pid, 0)
 }
 
-func printReport(b *testing.B, r report) {
+func printReport(b *testing.B, r report, defaultPath string) {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\n%-52s %10s %10s %7s  %s\n", "metric", "lanwire", "upstream", "ratio", "target")
 	for _, x := range r.Rows {
@@ -530,7 +530,9 @@ func printReport(b *testing.B, r report) {
 	fmt.Print(sb.String())
 	path := os.Getenv("LANWIRE_BENCH_JSON")
 	if path == "" {
-		path = "bench.json"
+		path = defaultPath
+	} else if defaultPath != "bench.json" {
+		path = strings.TrimSuffix(path, ".json") + "-" + defaultPath
 	}
 	data, _ := json.MarshalIndent(r, "", "  ")
 	if err := os.WriteFile(path, data, 0o644); err != nil {

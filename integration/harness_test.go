@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -451,6 +452,17 @@ func leftovers() string {
 type boundedExec struct {
 	invoke.RawExec
 	version.PluginDecoder
+
+	// times, when set, collects each call's duration by "plugin COMMAND".
+	mu    sync.Mutex
+	times map[string][]time.Duration
+}
+
+// took returns the durations of plugin's calls of command so far.
+func (e *boundedExec) took(plugin, command string) []time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]time.Duration(nil), e.times[plugin+" "+command]...)
 }
 
 func (e *boundedExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
@@ -458,7 +470,21 @@ func (e *boundedExec) ExecPlugin(ctx context.Context, path string, stdin []byte,
 	c := exec.CommandContext(ctx, path)
 	c.Env, c.Stdin, c.Stdout, c.Stderr = environ, bytes.NewReader(stdin), &stdout, &stderr
 	c.WaitDelay = 5 * time.Second
-	if err := c.Run(); err != nil {
+	start := time.Now()
+	err := c.Run()
+	if e.times != nil {
+		command := ""
+		for _, kv := range environ {
+			if v, ok := strings.CutPrefix(kv, "CNI_COMMAND="); ok {
+				command = v
+			}
+		}
+		e.mu.Lock()
+		k := filepath.Base(path) + " " + command
+		e.times[k] = append(e.times[k], time.Since(start))
+		e.mu.Unlock()
+	}
+	if err != nil {
 		var te types.Error
 		if json.Unmarshal(stdout.Bytes(), &te) == nil && te.Msg != "" {
 			return nil, &te

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/lanwire/lanwire/integration/testlan"
+	"github.com/lanwire/lanwire/pkg/bridgeport"
+	"github.com/lanwire/lanwire/pkg/forward"
 )
 
 // Runtime inputs: the mac capability, CNI_ARGS IP= and the mtu setting.
@@ -107,15 +110,21 @@ func TestForwardDrop(t *testing.T) {
 	res := n.MustAdd(a)
 	t.Logf("ADD behind a dropping FORWARD chain took %s", time.Since(start))
 	inRange(t, l, res.IPs[0].Address.IP)
-	out, _ := exec.Command("iptables", "-S", "FORWARD").Output()
-	if !strings.Contains(string(out), "lanwire hostbridge-dhcp") {
-		t.Errorf("no lanwire FORWARD rule:\n%s", out)
+	// The rule is written over netlink: iptables must see it as exactly
+	// the rule it would write itself (-C compares its own encoding).
+	check := append([]string{"-C", "FORWARD"}, forward.Rule(l.Bridge)...)
+	if out, err := exec.Command("iptables", check...).CombinedOutput(); err != nil {
+		rules, _ := exec.Command("iptables", "-S", "FORWARD").Output()
+		t.Errorf("iptables does not recognise lanwire's FORWARD rule (%v %s):\n%s", err, out, rules)
 	}
 	if out, err := nsRun(a.Netns, "busybox", "ping", "-c", "1", "-W", "2", l.Router); err != nil {
 		t.Errorf("container cannot reach the router: %v\n%s", err, out)
 	}
 	if err := n.Del(a); err != nil {
 		t.Fatal(err)
+	}
+	if exec.Command("iptables", check...).Run() == nil {
+		t.Error("the FORWARD rule outlived the bridge's last container")
 	}
 }
 
@@ -330,4 +339,58 @@ func crossIPTables(t *testing.T, bridge string) {
 	if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
 		t.Fatalf("turning on %s: %v", p, err)
 	}
+}
+
+// DEL retires the container's port (down, off the bridge, renamed) and the
+// lease daemon deletes it after DEL answered: the container's interface is
+// gone soon after, an ADD of the same container into the same netns right
+// after DEL works, and with the daemon down DEL deletes it itself.
+func TestDelRetiresPort(t *testing.T) {
+	t.Parallel()
+	l := newLAN(t, testlan.Options{})
+	d := startDaemon(t)
+	n := newNetwork(t, l, d, nil)
+	a := attach{ID: "retire", Netns: container(t, l)}
+	host := n.MustAdd(a).Interfaces[1].Name
+	if err := n.Del(a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/sys/class/net/" + host); err == nil {
+		t.Errorf("the port %s is still there under its name after DEL", host)
+	}
+	waitFor(t, 3*time.Second, "the daemon to delete the retired port", func() bool {
+		return !slices.Contains(links(t, a.Netns), "eth0")
+	})
+
+	// An ADD of the same container into the same netns while its old port
+	// is retired and not yet deleted (as a DEL leaves it; retired by hand
+	// here, so that no one has asked the daemon to delete it yet).
+	host = n.MustAdd(a).Interfaces[1].Name
+	for _, args := range [][]string{
+		{"link", "set", host, "down", "nomaster", "group", fmt.Sprint(bridgeport.RetiredGroup)},
+		{"link", "set", host, "name", bridgeport.RetiredPrefix + l.ID},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	n.MustAdd(a)
+	// DEL and ADD back to back, as `podman restart` does.
+	if err := n.Del(a); err != nil {
+		t.Fatal(err)
+	}
+	res := n.MustAdd(a)
+	inRange(t, l, res.IPs[0].Address.IP)
+	if out, err := nsRun(a.Netns, "busybox", "ping", "-c", "1", "-W", "2", l.Router); err != nil {
+		t.Errorf("the container added right after its DEL cannot reach the router: %v\n%s", err, out)
+	}
+
+	d.Stop()
+	if err := n.Del(a); err != nil {
+		t.Fatalf("DEL with the daemon down: %v", err)
+	}
+	if slices.Contains(links(t, a.Netns), "eth0") {
+		t.Error("with the daemon down, DEL left the container's interface")
+	}
+	d.Start()
 }

@@ -13,7 +13,7 @@ import (
 
 // busyboxRootfs writes a root filesystem of busybox-static applets and a
 // web page, as a tar, for runtimes to import (no registry is reached).
-func busyboxRootfs(t *testing.T, dir, page string) string {
+func busyboxRootfs(t testing.TB, dir, page string) string {
 	t.Helper()
 	busybox, err := exec.LookPath("busybox")
 	if err != nil {

@@ -15,12 +15,12 @@ import (
 // cgroupfs, runc and a file events log (what Debian 12's podman 4.3 needs
 // on these machines).
 type podmanEnv struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 	env []string
 }
 
-func newPodman(t *testing.T, netDir string) *podmanEnv {
+func newPodman(t testing.TB, netDir string) *podmanEnv {
 	t.Helper()
 	needTool(t, "podman", "`make deps` installs it (apt-get install podman runc)")
 	needTool(t, "runc", "`make deps` installs it (apt-get install runc)")

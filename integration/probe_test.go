@@ -207,7 +207,7 @@ func greets(run func(args ...string) (string, error), ctr, host, port string) (s
 // needTool returns the path of a program a test needs. A program that is
 // not installed skips the test, saying how to install it (`make test`
 // installs them all, and under CI a skip fails the run).
-func needTool(t *testing.T, name, how string) string {
+func needTool(t testing.TB, name, how string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/lanwire/lanwire/pkg/bridgeport"
 	"github.com/lanwire/lanwire/pkg/cli"
 	"github.com/lanwire/lanwire/pkg/guard"
 	"github.com/lanwire/lanwire/pkg/lease"
@@ -64,6 +65,8 @@ type Server struct {
 
 	adoptMu    sync.Mutex
 	adoptedFDs []int // sockets handed over, to be closed
+
+	reapCh chan struct{} // a retired port waits to be deleted
 }
 
 // maxConns bounds the connections open at once; past it a new connection
@@ -103,6 +106,7 @@ func New(cfg Config) (*Server, error) {
 		leases:    map[lease.Key]*holder{},
 		acquiring: map[lease.Key]bool{},
 		servers:   map[string]net.HardwareAddr{},
+		reapCh:    make(chan struct{}, 1),
 	}, nil
 }
 
@@ -177,6 +181,12 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(pollDone)
 		s.pollNamespaces(pollCtx)
 	}()
+	reapDone := make(chan struct{})
+	go func() {
+		defer close(reapDone)
+		s.reaper(pollCtx)
+	}()
+	defer func() { stopPoll(); <-reapDone }()
 
 	go func() {
 		<-ctx.Done()
@@ -407,6 +417,9 @@ func (s *Server) handle(ctx context.Context, req leaseapi.Request) leaseapi.Resp
 		return s.gc(req.Network, req.Valid)
 	case leaseapi.MethodStatus:
 		return leaseapi.Response{Status: s.status()}
+	case leaseapi.MethodReap:
+		s.reapSoon()
+		return leaseapi.Response{}
 	}
 	return leaseapi.Response{Error: &leaseapi.Error{Code: 999, Msg: fmt.Sprintf("unknown method %q", req.Method)}}
 }
@@ -537,6 +550,32 @@ func (s *Server) drainPending() {
 	}
 }
 
+// reapSoon wakes the reaper (once for any number of calls meanwhile).
+func (s *Server) reapSoon() {
+	select {
+	case s.reapCh <- struct{}{}:
+	default:
+	}
+}
+
+// reaper deletes the ports DELs retired, at start (some may be left from
+// before a crash), when a DEL asks and at every namespace poll. Requests
+// that arrive while a deletion runs are served by one more: ports retired
+// meanwhile go in one batch.
+func (s *Server) reaper(ctx context.Context) {
+	s.reapSoon()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.reapCh:
+		}
+		if err := bridgeport.Reap(); err != nil {
+			s.log.Print(err)
+		}
+	}
+}
+
 // pollNamespaces drops leases whose netns has disappeared.
 func (s *Server) pollNamespaces(ctx context.Context) {
 	t := time.NewTicker(s.cfg.PollInterval)
@@ -547,6 +586,7 @@ func (s *Server) pollNamespaces(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		s.reapSoon()
 		s.mu.Lock()
 		hs := make([]*holder, 0, len(s.leases))
 		for _, h := range s.leases {

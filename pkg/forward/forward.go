@@ -2,9 +2,9 @@
 // own: the accept, at the top of FORWARD, for a bridge's own traffic, which
 // a host whose bridged frames cross iptables (br_netfilter with
 // bridge-nf-call-iptables, as Docker sets it) and whose FORWARD policy is
-// DROP would otherwise drop. It is looked for and removed over netlink; it
-// is inserted with iptables (once per bridge), so that it is written in
-// iptables-nft's own form; it goes with the last port that needed it.
+// DROP would otherwise drop. It is looked for, inserted and removed over
+// netlink, written in iptables-nft's own form (iptables lists and deletes
+// it as one of its rules); it goes with the last port that needed it.
 package forward
 
 import (
@@ -13,9 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
-	"github.com/coreos/go-iptables/iptables"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
@@ -34,14 +32,13 @@ func Rule(bridge string) []string {
 
 type family struct {
 	nf     nftables.TableFamily
-	proto  iptables.Protocol
 	sysctl string // the global switch
 	attr   string // the bridge's own switch
 }
 
 var families = []family{
-	{nftables.TableFamilyIPv4, iptables.ProtocolIPv4, "bridge-nf-call-iptables", "nf_call_iptables"},
-	{nftables.TableFamilyIPv6, iptables.ProtocolIPv6, "bridge-nf-call-ip6tables", "nf_call_ip6tables"},
+	{nftables.TableFamilyIPv4, "bridge-nf-call-iptables", "nf_call_iptables"},
+	{nftables.TableFamilyIPv6, "bridge-nf-call-ip6tables", "nf_call_ip6tables"},
 }
 
 func on(path string) bool {
@@ -126,23 +123,34 @@ func Ensure(c *nft.Conn, bridge, port string) error {
 			missing = append(missing, f)
 		}
 	}
-	errs := make([]error, len(missing))
-	var wg sync.WaitGroup
-	for i, f := range missing {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ipt, err := iptables.New(iptables.IPFamily(f.proto), iptables.Timeout(int(nft.LockWait.Seconds())))
-			if err == nil {
-				err = ipt.Insert("filter", "FORWARD", 1, Rule(bridge)...)
-			}
-			if err != nil {
-				errs[i] = fmt.Errorf("bridged traffic of %s crosses the FORWARD chain (%s=1); letting it through: %w", bridge, f.sysctl, err)
-			}
-		}()
+	if len(missing) == 0 {
+		return nil
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	for _, f := range missing {
+		c.InsertRule(rule(f, bridge))
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("bridged traffic of %s crosses the FORWARD chain; letting it through: %w", bridge, err)
+	}
+	return nil
+}
+
+// rule is the bridge's rule for family f, expression for expression as
+// iptables-nft writes `-i BR -o BR -m comment --comment C -j ACCEPT`, so
+// that iptables lists it, and deletes it, as its own.
+func rule(f family, bridge string) *nftables.Rule {
+	t := &nftables.Table{Family: f.nf, Name: "filter"}
+	name := []byte(bridge + "\x00")
+	comment := xt.Comment(Comment(bridge))
+	return &nftables.Rule{Table: t, Chain: &nftables.Chain{Table: t, Name: "FORWARD"}, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
+		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
+		&expr.Match{Name: "comment", Rev: 0, Info: &comment},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}}
 }
 
 // Release drops port's need of the bridge's rule, and removes the rule

@@ -301,6 +301,7 @@ func Del(args *skel.CmdArgs) error {
 	key := keyOf(c, args)
 	var errs []error
 	_, err = call(c.DaemonSocket, 10*time.Second, leaseapi.Request{Method: leaseapi.MethodRelease, Key: key})
+	daemonUp := err == nil || !errors.Is(err, leaseapi.ErrUnreachable)
 	switch {
 	case err == nil:
 	case !errors.Is(err, leaseapi.ErrUnreachable):
@@ -321,8 +322,24 @@ func Del(args *skel.CmdArgs) error {
 			errs = append(errs, fmt.Errorf("queueing the release for the lease daemon, which did not answer at %s (%v): %w", c.DaemonSocket, err, qerr))
 		}
 	}
-	if err := deleteLinks(args.Netns, args.IfName, hostVethName(key)); err != nil {
-		errs = append(errs, err)
+	// With the daemon there to delete it, the port is only retired (down,
+	// off the bridge, renamed: ~1 ms) and the kernel's ~20 ms deletion is
+	// the daemon's, after DEL answered.
+	retired := false
+	if daemonUp {
+		var rerr error
+		if retired, rerr = bridgeport.Retire(hostVethName(key)); rerr != nil {
+			// Half retired (not renamed) or not at all: delete it now.
+			if retired {
+				_ = bridgeport.Reap()
+			}
+			retired = false
+		}
+	}
+	if !retired {
+		if err := deleteLinks(args.Netns, args.IfName, hostVethName(key)); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	// The port's guard goes after the port: never a moment unguarded.
 	if err := guard.Remove(hostVethName(key)); err != nil {
@@ -330,6 +347,14 @@ func Del(args *skel.CmdArgs) error {
 	}
 	if err := releaseForward(c.Bridge, hostVethName(key), c.DaemonSocket); err != nil {
 		errs = append(errs, fmt.Errorf("removing the FORWARD rule of bridge %s: %w", c.Bridge, err))
+	}
+	if retired {
+		if _, err := call(c.DaemonSocket, 2*time.Second, leaseapi.Request{Method: leaseapi.MethodReap}); err != nil {
+			// An older daemon, or one that just went away: delete it now.
+			if err := bridgeport.Reap(); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return types.NewError(types.ErrInternal, "removing the attachment of "+key.String(), errors.Join(errs...).Error())

@@ -44,11 +44,26 @@ func setupVeth(o vethOpts) (vethLinks, error) {
 	}
 	if existing != nil {
 		host, herr := netlinksafe.LinkByName(o.HostName)
-		if herr != nil || existing.Attrs().HardwareAddr.String() != o.MAC.String() {
-			return out, fmt.Errorf("interface %q already exists in the container's netns and was not made by this network: choose another CNI_IFNAME", o.ContName)
+		if herr == nil && host.Attrs().Group == bridgeport.RetiredGroup {
+			herr = fmt.Errorf("%s is retired", o.HostName) // a DEL's, half done
 		}
-		out.Host, out.Cont = host, existing
-		return out, nil
+		if herr != nil {
+			// Maybe the container's end of a port a DEL retired and the
+			// daemon has not deleted yet (an ADD right after a DEL).
+			if err := bridgeport.Reap(); err != nil {
+				return out, err
+			}
+			if existing, err = contLink(o.Netns, o.ContName); err != nil {
+				return out, err
+			}
+		}
+		if existing != nil {
+			if herr != nil || existing.Attrs().HardwareAddr.String() != o.MAC.String() {
+				return out, fmt.Errorf("interface %q already exists in the container's netns and was not made by this network: choose another CNI_IFNAME", o.ContName)
+			}
+			out.Host, out.Cont = host, existing
+			return out, nil
+		}
 	}
 	if stale, err := netlinksafe.LinkByName(o.HostName); err == nil {
 		// A leftover host end of an earlier attachment whose netns went away.

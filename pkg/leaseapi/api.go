@@ -33,6 +33,9 @@ const (
 	MethodList    = "list"
 	MethodGC      = "gc"
 	MethodStatus  = "status"
+	// MethodReap asks the daemon to delete the ports DEL retired
+	// (bridgeport.Retire), after it answered.
+	MethodReap = "reap"
 )
 
 // Request is one call. Exactly the fields its Method needs are set.
