@@ -200,7 +200,7 @@ func compare(b *testing.B) {
 	pl := map[string]any{"type": "portmap-lite", "capabilities": map[string]bool{"portMappings": true}}
 	pm := map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}}
 	noopDir := b.TempDir()
-	if out, err := exec.Command("go", "build", "-o", noopDir+"/", "./cmd/noop").CombinedOutput(); err != nil {
+	if out, err := buildNoop(noopDir); err != nil {
 		b.Fatalf("building the no-op plugin: %v %s", err, out)
 	}
 	ours := newNetworkList(b, "lwchain", []map[string]any{hb, oe, pl})

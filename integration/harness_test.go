@@ -84,6 +84,11 @@ func TestMain(m *testing.M) {
 	os.Setenv("NETCONFPATH", empty)
 	code := m.Run()
 	os.RemoveAll(tmp)
+	// Empty tables a daemon killed by a test left lingering: what the next
+	// daemon to start would delete.
+	_ = guard.Tidy(0)
+	_ = portmap.Tidy(0)
+	_ = forward.Tidy(0)
 	if left := leftovers(); left != "" && code == 0 {
 		fmt.Printf("FAIL: the tests passed but left lanwire state behind (a DEL or a test's cleanup that does not clean up):\n%s", left)
 		code = 1
@@ -129,12 +134,22 @@ func container(t testing.TB, l *testlan.LAN) string {
 	return p
 }
 
+// testLinger is how long the tests' daemons leave lanwire's empty tables
+// after the last container (the product's default is guard.Linger): short,
+// so that a test finds the host as it was soon after its last DEL.
+const testLinger = time.Second
+
+// pollInterval is how often a daemon looks for vanished namespaces and
+// unused tables (the daemon's default).
+const pollInterval = 2 * time.Second
+
 // daemonProc is a lease daemon the test started.
 type daemonProc struct {
 	t        testing.TB
 	Socket   string
 	StateDir string
 	LogPath  string
+	Linger   time.Duration // --tables-linger; 0: the daemon's default
 	cmd      *exec.Cmd
 }
 
@@ -158,7 +173,7 @@ func startDaemonWith(t testing.TB, socket, stateDir string) *daemonProc {
 	if socket == "" {
 		socket = filepath.Join(dir, "run", "hb.sock")
 	}
-	d := &daemonProc{t: t, Socket: socket, StateDir: stateDir, LogPath: filepath.Join(dir, "daemon.log")}
+	d := &daemonProc{t: t, Socket: socket, StateDir: stateDir, LogPath: filepath.Join(dir, "daemon.log"), Linger: testLinger}
 	d.Start()
 	t.Cleanup(func() {
 		d.Stop()
@@ -178,7 +193,11 @@ func (d *daemonProc) Start() {
 		d.t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(plugin("hostbridge-dhcp"), "daemon", "--socket", d.Socket, "--state-dir", d.StateDir)
+	args := []string{"daemon", "--socket", d.Socket, "--state-dir", d.StateDir}
+	if d.Linger != 0 {
+		args = append(args, "--tables-linger", d.Linger.String())
+	}
+	cmd := exec.Command(plugin("hostbridge-dhcp"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		d.t.Fatalf("starting daemon: %v", err)

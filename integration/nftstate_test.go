@@ -3,8 +3,12 @@ package integration
 import (
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/lanwire/lanwire/pkg/forward"
 )
 
 // ruleset is `nft list ruleset` (what a user would look at).
@@ -87,4 +91,67 @@ func ruleHandle(t testing.TB, family, table, chain, comment string) string {
 func deleteRule(t testing.TB, family, table, chain, comment string) {
 	t.Helper()
 	nftRun(t, "delete", "rule", family, table, chain, "handle", ruleHandle(t, family, table, chain, comment))
+}
+
+// The last container's DEL leaves lanwire's tables, empty, for the next
+// container; the lease daemon removes them once they have been unused for
+// --tables-linger, or when it stops. With no daemon to remove them later,
+// DEL removes them itself. Not parallel: it needs no other container.
+func TestTablesLinger(t *testing.T) {
+	g := newOfflineGround(t, "2m")
+	g.d.Stop()
+	g.d.Linger = 4 * time.Second
+	g.d.Start()
+	pm := map[string]any{"type": "portmap-lite", "capabilities": map[string]bool{"portMappings": true}}
+	n := g.network(t, "linger", g.offlineConf(), pm)
+	want := []string{"bridge lanwire", "inet lanwire_egress", "inet lanwire_portmap"}
+	hasAll := func() bool { got := lanwireTables(t); slices.Sort(got); return slices.Equal(got, want) }
+	cycle := func(id string) {
+		a := attach{ID: id, Netns: container(t, g.lan), Caps: maps(tcpMap(38401, 80, ""))}
+		n.MustAdd(a)
+		if !hasAll() {
+			t.Fatalf("with a container attached, lanwire's tables are %v, want %v", lanwireTables(t), want)
+		}
+		if err := n.Del(a); err != nil {
+			t.Fatal(err)
+		}
+		if e := entriesOf(t, n.Name, id); e != 0 {
+			t.Errorf("%d entries of the deleted container are left", e)
+		}
+	}
+
+	fwd := append([]string{"-C", "FORWARD"}, forward.Rule(g.lan.Bridge)...)
+	cycle("linger-1")
+	deleted := time.Now()
+	if !hasAll() {
+		t.Errorf("right after the last DEL lanwire's tables are %v, want them kept (empty) for the next container", lanwireTables(t))
+	}
+	if exec.Command("iptables", fwd...).Run() != nil {
+		t.Error("right after the last DEL the bridge's FORWARD rule is gone, want it kept for the next container")
+	}
+	waitFor(t, g.d.Linger+2*pollInterval+time.Second, "the daemon to remove the unused tables", func() bool {
+		return len(lanwireTables(t)) == 0 && exec.Command("iptables", fwd...).Run() != nil
+	})
+	if took := time.Since(deleted); took < g.d.Linger {
+		t.Errorf("the tables went %s after the last DEL, before --tables-linger (%s)", took, g.d.Linger)
+	}
+
+	cycle("linger-2")
+	g.d.Stop()
+	if tables := lanwireTables(t); len(tables) != 0 || exec.Command("iptables", fwd...).Run() == nil {
+		t.Errorf("the daemon stopped and left the unused tables %v or the FORWARD rule", tables)
+	}
+
+	// No daemon: nothing would remove them later.
+	g.d.Start()
+	a := attach{ID: "linger-3", Netns: container(t, g.lan), Caps: maps(tcpMap(38401, 80, ""))}
+	n.MustAdd(a)
+	g.d.Stop()
+	if err := n.Del(a); err != nil {
+		t.Fatal(err)
+	}
+	if tables := lanwireTables(t); len(tables) != 0 || exec.Command("iptables", fwd...).Run() == nil {
+		t.Errorf("with no lease daemon, the last DEL left the tables %v or the FORWARD rule", tables)
+	}
+	g.d.Start()
 }

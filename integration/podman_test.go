@@ -20,7 +20,7 @@ type podmanEnv struct {
 	env []string
 }
 
-func newPodman(t testing.TB, netDir string) *podmanEnv {
+func newPodman(t testing.TB, netDir string, pluginDirs ...string) *podmanEnv {
 	t.Helper()
 	needTool(t, "podman", "`make deps` installs it (apt-get install podman runc)")
 	needTool(t, "runc", "`make deps` installs it (apt-get install runc)")
@@ -29,14 +29,14 @@ func newPodman(t testing.TB, netDir string) *podmanEnv {
 default_ulimits = []
 [network]
 network_backend = "cni"
-cni_plugin_dirs = [%q, %q]
+cni_plugin_dirs = [%s]
 network_config_dir = %q
 [engine]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = %q
 runtime = "runc"
-`, binDir, upstreamDir, netDir, filepath.Join(dir, "events.log"))
+`, quoted(append([]string{binDir, upstreamDir}, pluginDirs...)), netDir, filepath.Join(dir, "events.log"))
 	storage := fmt.Sprintf("[storage]\ndriver = \"vfs\"\ngraphroot = %q\nrunroot = %q\n", filepath.Join(dir, "storage"), filepath.Join(dir, "run"))
 	for name, body := range map[string]string{"containers.conf": conf, "storage.conf": storage} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
@@ -56,6 +56,15 @@ runtime = "runc"
 		_, _ = p.run("rmi", "-a", "-f")
 	})
 	return p
+}
+
+// quoted is a TOML array's items.
+func quoted(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
 }
 
 func (p *podmanEnv) run(args ...string) (string, error) {

@@ -29,10 +29,12 @@ import (
 
 	"github.com/lanwire/lanwire/pkg/bridgeport"
 	"github.com/lanwire/lanwire/pkg/cli"
+	"github.com/lanwire/lanwire/pkg/forward"
 	"github.com/lanwire/lanwire/pkg/guard"
 	"github.com/lanwire/lanwire/pkg/lease"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
 	"github.com/lanwire/lanwire/pkg/leasestore"
+	"github.com/lanwire/lanwire/pkg/portmap"
 	"github.com/lanwire/lanwire/pkg/nft"
 )
 
@@ -48,6 +50,10 @@ type Config struct {
 	PollInterval time.Duration
 	// MinRetry is the shortest wait between renewal attempts.
 	MinRetry time.Duration
+	// TablesLinger is how long lanwire's nftables tables stay, empty, after
+	// the last container that needed them (default guard.Linger); the
+	// daemon deletes them then, and when it stops.
+	TablesLinger time.Duration
 }
 
 // Server is a running lease daemon.
@@ -87,6 +93,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = log.New(os.Stderr, "", log.LstdFlags)
+	}
+	if cfg.TablesLinger == 0 {
+		cfg.TablesLinger = guard.Linger
 	}
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 2 * time.Second
@@ -186,7 +195,11 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(reapDone)
 		s.reaper(pollCtx)
 	}()
-	defer func() { stopPoll(); <-reapDone }()
+	defer func() {
+		stopPoll()
+		<-reapDone
+		s.tidy(0) // no daemon is left to remove them later
+	}()
 
 	go func() {
 		<-ctx.Done()
@@ -550,6 +563,19 @@ func (s *Server) drainPending() {
 	}
 }
 
+// tidy deletes lanwire's tables no container has needed for grace.
+func (s *Server) tidy(grace time.Duration) {
+	if err := guard.Tidy(grace); err != nil {
+		s.log.Printf("removing unused firewall tables: %v", err)
+	}
+	if err := portmap.Tidy(grace); err != nil {
+		s.log.Printf("removing the unused port-mapping table: %v", err)
+	}
+	if err := forward.Tidy(grace); err != nil {
+		s.log.Printf("removing unused FORWARD rules: %v", err)
+	}
+}
+
 // reapSoon wakes the reaper (once for any number of calls meanwhile).
 func (s *Server) reapSoon() {
 	select {
@@ -587,6 +613,7 @@ func (s *Server) pollNamespaces(ctx context.Context) {
 		case <-t.C:
 		}
 		s.reapSoon()
+		s.tidy(s.cfg.TablesLinger)
 		s.mu.Lock()
 		hs := make([]*holder, 0, len(s.leases))
 		for _, h := range s.leases {

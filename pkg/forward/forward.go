@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -153,9 +154,11 @@ func rule(f family, bridge string) *nftables.Rule {
 	}}
 }
 
-// Release drops port's need of the bridge's rule, and removes the rule
-// when no port needs it any more.
-func Release(c *nft.Conn, bridge, port string) error {
+// Release drops port's need of the bridge's rule. When no port needs it
+// any more, the rule goes at once, or, when a lease daemon at daemonSocket
+// takes c's socket, is left for Tidy (the next container on the bridge
+// then finds it in place).
+func Release(c *nft.Conn, bridge, port, daemonSocket string) error {
 	unlock, err := lock()
 	if err != nil {
 		return err
@@ -165,14 +168,15 @@ func Release(c *nft.Conn, bridge, port string) error {
 	if err := os.Remove(filepath.Join(d, port)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if f, err := os.Open(d); err == nil {
-		names, _ := f.Readdirnames(1)
-		f.Close()
-		if len(names) > 0 {
-			return nil
-		}
-		_ = os.Remove(d)
+	if !empty(d) || c.HandOff(daemonSocket) {
+		return nil
 	}
+	_ = os.Remove(d)
+	return remove(c, bridge)
+}
+
+// remove deletes the bridge's rule from both families' FORWARD chains.
+func remove(c *nft.Conn, bridge string) error {
 	var errs []error
 	for _, f := range families {
 		hs, _, err := find(c, f, bridge)
@@ -188,6 +192,59 @@ func Release(c *nft.Conn, bridge, port string) error {
 	}
 	if len(errs) == 0 {
 		errs = append(errs, c.Flush())
+	}
+	return errors.Join(errs...)
+}
+
+// empty reports whether directory d holds nothing (or is not there).
+func empty(d string) bool {
+	f, err := os.Open(d)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) == 0
+}
+
+// Tidy removes the rules of bridges no port has needed for grace (what
+// Release left to a lease daemon, which calls Tidy).
+func Tidy(grace time.Duration) error {
+	es, err := os.ReadDir(Dir)
+	if err != nil {
+		return nil
+	}
+	var idle []string
+	for _, e := range es {
+		d := filepath.Join(Dir, e.Name())
+		if st, err := os.Stat(d); err == nil && st.IsDir() && time.Since(st.ModTime()) >= grace && empty(d) {
+			idle = append(idle, e.Name())
+		}
+	}
+	if len(idle) == 0 {
+		return nil
+	}
+	unlock, err := lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	c, err := nft.Open()
+	if err != nil {
+		return err
+	}
+	defer c.Close("")
+	var errs []error
+	for _, bridge := range idle {
+		d := filepath.Join(Dir, bridge)
+		if !empty(d) { // a port came meanwhile
+			continue
+		}
+		if err := remove(c, bridge); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		_ = os.Remove(d)
 	}
 	return errors.Join(errs...)
 }

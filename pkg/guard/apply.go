@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -250,19 +251,19 @@ func change(old, new *Port) error {
 			return err
 		}
 	}
-	err = fastChange(c, old, new, ifname)
+	err = fastChange(c, old, new, ifname, daemon)
 	if err != nil {
 		if rerr := rebuild(c, new, ifname); rerr != nil {
 			return fmt.Errorf("changing the rules of port %s: %v; rebuilding lanwire's tables: %w", ifname, err, rerr)
 		}
 	}
 	if old != nil && old.Offline != nil && (new == nil || new.Offline == nil) {
-		return forward.Release(c, old.Bridge, old.IfName)
+		return forward.Release(c, old.Bridge, old.IfName, daemon)
 	}
 	return nil
 }
 
-func fastChange(c *nft.Conn, old, new *Port, ifname string) error {
+func fastChange(c *nft.Conn, old, new *Port, ifname, daemon string) error {
 	var oldE, newE []Element
 	var err error
 	if old != nil {
@@ -292,10 +293,24 @@ func fastChange(c *nft.Conn, old, new *Port, ifname string) error {
 	if wantEgress && !hasEgress && othersIn("offline", ifname) {
 		return errors.New("lanwire's egress table is missing while other offline ports need it")
 	}
+	// The last port leaves the tables, empty, for the lease daemon to
+	// delete once they have been unused for a while (Tidy): the next
+	// container would otherwise create them again, and a table deleted
+	// makes the kernel's next transaction wait for its release (~10-40 ms
+	// measured here). With no daemon there, they go at once.
+	asked, kept := false, false
+	linger := func() bool {
+		if !asked {
+			asked, kept = true, c.HandOff(daemon)
+		}
+		return kept
+	}
 	switch {
+	case !wantBridge && hasBridge && !linger():
+		c.Delete(br)
 	case !wantBridge:
 		if hasBridge {
-			c.Delete(br)
+			delElements(c, br, oldE)
 		}
 	case !hasBridge:
 		if err := c.Create(br); err != nil {
@@ -311,9 +326,13 @@ func fastChange(c *nft.Conn, old, new *Port, ifname string) error {
 		}
 	}
 	switch {
+	case !wantEgress && hasEgress && !linger():
+		c.Delete(eg)
 	case !wantEgress:
-		if hasEgress {
-			c.Delete(eg)
+		if hasEgress && old != nil && old.Offline != nil && old.Offline.LogPrefix != "" {
+			if err := delLogRules(c, old.Comment()); err != nil {
+				return err
+			}
 		}
 	case !hasEgress:
 		if err := c.Create(eg); err != nil {
@@ -598,7 +617,7 @@ func prune(p Port) error {
 		return errors.Join(err, cerr)
 	}
 	defer c.Close(daemonOf(&p))
-	return errors.Join(err, forward.Release(c, p.Bridge, p.IfName))
+	return errors.Join(err, forward.Release(c, p.Bridge, p.IfName, daemonOf(&p)))
 }
 
 func linkExists(name string) bool {
@@ -658,6 +677,76 @@ func sweep() error {
 		return nil
 	}
 	return rebuild(c, nil, "")
+}
+
+// Linger is how long lanwire's tables stay, empty, after the last port
+// that needed them went, when a lease daemon is there to remove them.
+const Linger = 30 * time.Second
+
+// Tidy deletes the tables no port has needed for grace. The last port's
+// removal leaves them, empty, when a lease daemon runs; the daemon calls
+// Tidy(Linger) at each namespace poll, and Tidy(0) when it stops.
+func Tidy(grace time.Duration) error {
+	idleBridge, idleEgress := unused("active", grace), unused("offline", grace)
+	if !idleBridge && !idleEgress {
+		return nil
+	}
+	c, err := nft.Open()
+	if err != nil {
+		return err
+	}
+	defer c.Close("")
+	var doomed []nft.Table
+	for _, t := range []struct {
+		idle  bool
+		table nft.Table
+	}{{idleBridge, Bridge()}, {idleEgress, Egress()}} {
+		if ok, _ := c.TableExists(t.table.Ref()); ok && t.idle {
+			doomed = append(doomed, t.table)
+		}
+	}
+	if len(doomed) == 0 {
+		return nil
+	}
+	unlock, err := Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	n := 0
+	for _, t := range doomed {
+		kind := "active"
+		if t.Name == Egress().Name {
+			kind = "offline"
+		}
+		if unused(kind, grace) { // again: a port may have come meanwhile
+			c.Delete(t)
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return c.Flush()
+}
+
+// unused reports whether no port has had marker kind for grace.
+func unused(kind string, grace time.Duration) bool {
+	d := filepath.Join(Dir, kind)
+	st, err := os.Stat(d)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	if err != nil || time.Since(st.ModTime()) < grace {
+		return false
+	}
+	f, err := os.Open(d)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) == 0
 }
 
 // MoveAddr replaces address old of a recorded port with new (and, when

@@ -20,6 +20,7 @@ import (
 	"github.com/lanwire/lanwire/pkg/cli"
 	"github.com/lanwire/lanwire/pkg/daemon"
 	"github.com/lanwire/lanwire/pkg/doctor"
+	"github.com/lanwire/lanwire/pkg/guard"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
 )
 
@@ -28,10 +29,11 @@ func DaemonMain(argv []string) int {
 	fs := flag.NewFlagSet("daemon", flag.ContinueOnError)
 	sock := fs.String("socket", leaseapi.DefaultSocket, "Unix socket to listen on")
 	dir := fs.String("state-dir", daemon.DefaultStateDir, "directory the leases are kept in")
+	linger := fs.Duration("tables-linger", guard.Linger, "how long lanwire's nftables tables stay, empty, after the last container that needed them (the next one then finds them)")
 	if ok, code := cli.Parse(fs, argv); !ok {
 		return code
 	}
-	srv, err := daemon.New(daemon.Config{Socket: *sock, StateDir: *dir})
+	srv, err := daemon.New(daemon.Config{Socket: *sock, StateDir: *dir, TablesLinger: *linger})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hostbridge-dhcp daemon:", err)
 		return 1

@@ -30,5 +30,5 @@ func releaseForward(bridge, leaving, daemon string) error {
 		return err
 	}
 	defer c.Close(daemon)
-	return forward.Release(c, bridge, leaving)
+	return forward.Release(c, bridge, leaving, daemon)
 }

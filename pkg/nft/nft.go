@@ -66,7 +66,8 @@ func CNIError(action string, err error) error {
 // together at Flush, in one transaction.
 type Conn struct {
 	*nftables.Conn
-	dup int // a second descriptor of the socket, for the hand-over; -1 if none
+	dup    int  // a second descriptor of the socket, for the hand-over; -1 if none
+	handed bool // a lease daemon took the socket (HandOff)
 }
 
 // Open dials nf_tables.
@@ -112,6 +113,22 @@ func (c *Conn) Close(daemonSocket string) {
 		c.dup = -1
 	}
 	_ = c.CloseLasting()
+}
+
+// HandOff gives the socket to the lease daemon at daemonSocket now (Close
+// then has nothing to hand over) and reports whether a daemon took it: a
+// daemon is there, which also removes the tables the last user leaves
+// (see guard.Tidy).
+func (c *Conn) HandOff(daemonSocket string) bool {
+	if c.handed {
+		return true
+	}
+	if c.dup < 0 || daemonSocket == "" || SendFD(daemonSocket, c.dup) != nil {
+		return false
+	}
+	unix.Close(c.dup)
+	c.dup, c.handed = -1, true
+	return true
 }
 
 // AdoptMethod is the request line a socket hand-over carries (with the

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -270,10 +272,21 @@ func apply(old, new *Record) error {
 	others := othersPublish(owner)
 	switch {
 	case new == nil && !others:
-		if has {
-			c.Delete(t)
+		if !has {
+			return nil
 		}
-		return c.Flush()
+		// Left, empty, for the lease daemon to delete once unused for a
+		// while (Tidy), as guard does with its tables; at once without it.
+		if !c.HandOff(daemon) {
+			c.Delete(t)
+			return c.Flush()
+		}
+		queue(c, t, oldE, nil, nil)
+		if err := c.Flush(); err != nil {
+			c.Delete(t)
+			return c.Flush()
+		}
+		return nil
 	case !has:
 		if others {
 			return rebuild(c, new, owner)
@@ -539,6 +552,46 @@ func GC(args *skel.CmdArgs) error {
 		return firewallError(err)
 	}
 	return nil
+}
+
+// Tidy deletes the table when no container has published a port for
+// grace (the lease daemon calls it; see guard.Tidy).
+func Tidy(grace time.Duration) error {
+	if !unused(grace) {
+		return nil
+	}
+	c, err := nft.Open()
+	if err != nil {
+		return err
+	}
+	defer c.Close("")
+	t := Layout()
+	if ok, _ := c.TableExists(t.Ref()); !ok {
+		return nil
+	}
+	unlock, err := lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if !unused(grace) {
+		return nil
+	}
+	c.Delete(t)
+	return c.Flush()
+}
+
+// unused reports whether no container has had a record for grace.
+func unused(grace time.Duration) bool {
+	d := filepath.Join(Dir, "records")
+	st, err := os.Stat(d)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	if err != nil || time.Since(st.ModTime()) < grace {
+		return false
+	}
+	return len(records()) == 0 && !othersPublish("")
 }
 
 // repair rebuilds the table from the records when its rules differ from
