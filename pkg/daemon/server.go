@@ -34,8 +34,8 @@ import (
 	"github.com/lanwire/lanwire/pkg/lease"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
 	"github.com/lanwire/lanwire/pkg/leasestore"
-	"github.com/lanwire/lanwire/pkg/portmap"
 	"github.com/lanwire/lanwire/pkg/nft"
+	"github.com/lanwire/lanwire/pkg/portmap"
 )
 
 // DefaultStateDir is where leases are kept unless told otherwise.
