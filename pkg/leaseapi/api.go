@@ -131,12 +131,15 @@ func Call(ctx context.Context, socket string, req Request) (*Response, error) {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
 	defer stop()
-	if err := json.NewEncoder(conn).Encode(req); err != nil {
-		return nil, fmt.Errorf("sending %s to the lease daemon: %w", req.Method, err)
-	}
+	werr := json.NewEncoder(conn).Encode(req)
 	var resp Response
 	r := bufio.NewReaderSize(conn, 64<<10)
 	if err := json.NewDecoder(r).Decode(&resp); err != nil {
+		if werr != nil {
+			// (A daemon that refuses a caller answers before reading, and
+			// closes: its answer is what counts when there is one.)
+			return nil, fmt.Errorf("sending %s to the lease daemon: %w", req.Method, werr)
+		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("lease daemon did not answer %s in time: %w", req.Method, ctx.Err())
 		}
