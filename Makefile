@@ -1,6 +1,6 @@
 # lanwire: CNI plugins that put containers on a real LAN.
 #   make build     binaries in bin/
-#   make install   binaries to $(CNI_BIN_DIR), systemd units to $(SYSTEMD_DIR)
+#   make install   binaries to $(CNI_BIN_DIR) (lanwire to $(NETAVARK_PLUGIN_DIR)), systemd units to $(SYSTEMD_DIR)
 #   make test      installs what the tests need, runs unit and integration tests (root)
 #   make demo      the main job on a self-contained demo LAN
 
@@ -8,6 +8,8 @@ SHELL       := /bin/bash
 GO          ?= go
 PREFIX      ?= /usr/local
 CNI_BIN_DIR ?= /opt/cni/bin
+# netavark (podman 5+) looks for its plugins here.
+NETAVARK_PLUGIN_DIR ?= /usr/libexec/netavark
 SYSTEMD_DIR ?= /etc/systemd/system
 CNITOOL_VERSION ?= v1.3.0
 # Upstream plugins the tests chain behind (and the benchmark compares with).
@@ -17,6 +19,9 @@ UPSTREAM_BIN := $(CURDIR)/.upstream/$(UPSTREAM_VERSION)
 # is downloaded at a pinned version and built inside it.
 NERDCTL_VERSION ?= v1.7.7
 NERDCTL := $(CURDIR)/.upstream/nerdctl-$(NERDCTL_VERSION)
+# podman 5 and netavark (Debian 13) for the netavark plugin's tests, in a
+# trixie root of their own: Debian 12 has podman 4.3 only.
+TRIXIE := $(CURDIR)/.upstream/trixie
 UPSTREAM_PLUGINS := main/bridge ipam/host-local meta/portmap ipam/dhcp meta/firewall meta/tuning
 GOBIN       := $(shell $(GO) env GOPATH)/bin
 PLUGINS     := hostbridge-dhcp offline-egress portmap-lite
@@ -38,13 +43,15 @@ all: build
 
 build:
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ $(addprefix ./plugins/,$(PLUGINS))
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ $(addprefix ./plugins/,$(PLUGINS)) ./plugins/lanwire
 	$(GO) build -trimpath -o bin/testlan ./integration/cmd/testlan
 	$(GO) build -trimpath -o bin/demo ./integration/cmd/demo
 
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR)
 	install -m 0755 $(addprefix bin/,$(PLUGINS)) $(DESTDIR)$(CNI_BIN_DIR)/
+	install -d $(DESTDIR)$(NETAVARK_PLUGIN_DIR)
+	install -m 0755 bin/lanwire $(DESTDIR)$(NETAVARK_PLUGIN_DIR)/lanwire
 	install -d $(DESTDIR)$(SYSTEMD_DIR)
 	sed 's|@CNI_BIN_DIR@|$(CNI_BIN_DIR)|g' init/hostbridge-dhcp.service > $(DESTDIR)$(SYSTEMD_DIR)/hostbridge-dhcp.service
 	install -m 0644 init/hostbridge-dhcp.socket $(DESTDIR)$(SYSTEMD_DIR)/hostbridge-dhcp.socket
@@ -56,7 +63,7 @@ install: build
 uninstall:
 	-command -v systemctl >/dev/null && systemctl disable --now hostbridge-dhcp.socket hostbridge-dhcp.service 2>/dev/null
 	-pkill -f '$(CNI_BIN_DIR)/hostbridge-dhcp daemon'
-	rm -f $(addprefix $(DESTDIR)$(CNI_BIN_DIR)/,$(PLUGINS))
+	rm -f $(addprefix $(DESTDIR)$(CNI_BIN_DIR)/,$(PLUGINS)) $(DESTDIR)$(NETAVARK_PLUGIN_DIR)/lanwire
 	rm -f $(DESTDIR)$(SYSTEMD_DIR)/hostbridge-dhcp.service $(DESTDIR)$(SYSTEMD_DIR)/hostbridge-dhcp.socket
 	-command -v systemctl >/dev/null && systemctl daemon-reload
 
@@ -83,6 +90,7 @@ deps: deps-base
 	@test -x $(NERDCTL) || { \
 		dir=$$($(GO) mod download -json github.com/containerd/nerdctl@$(NERDCTL_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
 		test -n "$$dir" && cd "$$dir" && GOFLAGS=-mod=mod $(GO) build -o $(NERDCTL) ./cmd/nerdctl; }
+	@scripts/trixie-root $(TRIXIE)
 
 vet:
 	$(GO) vet ./...
@@ -103,7 +111,7 @@ unit: $(TESTSUM)
 
 integration: build $(TESTSUM)
 	@test "$$(id -u)" = 0 || { echo "integration tests need root (network namespaces, bridges, iptables)"; exit 1; }
-	set -o pipefail; CNITOOL=$(GOBIN)/cnitool LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) NERDCTL=$(NERDCTL) \
+	set -o pipefail; CNITOOL=$(GOBIN)/cnitool LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) NERDCTL=$(NERDCTL) TRIXIE_ROOT=$(TRIXIE) \
 		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -json ./integration/... 2>&1 | $(TESTSUM) -record $(SUMMARY) | tee integration.log
 
 test: deps vet $(TESTSUM)
@@ -146,7 +154,9 @@ demo-clean: build
 	bin/testlan down all
 
 clean:
-	rm -rf bin integration.log .upstream
+	@! awk -v p="$(CURDIR)/.upstream" 'index($$2, p "/") == 1 { f = 1 } END { exit !f }' /proc/self/mounts || \
+		{ echo "something is mounted under .upstream (left by a killed podman 5 test): umount -R it first"; exit 1; }
+	rm -rf --one-file-system bin integration.log .upstream
 
 # help lists the targets.
 help:

@@ -39,6 +39,9 @@ type Plugin struct {
 	About    string // one line: what the plugin does
 	Commands []Command
 	CNI      skel.CNIFuncs
+	// Intro replaces the help's paragraph on how runtimes call a CNI
+	// plugin (for a binary that is not one).
+	Intro string
 }
 
 // Banner is the plugin's CNI "about" line, with the version.
@@ -49,7 +52,11 @@ func (p Plugin) Banner() string {
 // Usage writes the plugin's help.
 func (p Plugin) Usage(out io.Writer) {
 	fmt.Fprintf(out, "%s\n\n", p.Banner())
-	fmt.Fprintf(out, "A CNI plugin: container runtimes run it with CNI_COMMAND set (ADD, DEL, CHECK,\nSTATUS, GC, VERSION) and its configuration on stdin; see the README for conflists.\n\n")
+	intro := p.Intro
+	if intro == "" {
+		intro = "A CNI plugin: container runtimes run it with CNI_COMMAND set (ADD, DEL, CHECK,\nSTATUS, GC, VERSION) and its configuration on stdin; see the README for conflists."
+	}
+	fmt.Fprintf(out, "%s\n\n", intro)
 	fmt.Fprintf(out, "Usage:\n  %s COMMAND [--help]\n\nCommands:\n", p.Name)
 	for _, c := range p.Commands {
 		fmt.Fprintf(out, "  %-9s %s\n", c.Name, c.Summary)
@@ -63,7 +70,7 @@ func (p Plugin) Main() {
 }
 
 func (p Plugin) run(args []string, byRuntime bool, out, errOut io.Writer) int {
-	if byRuntime {
+	if byRuntime && p.CNI.Add != nil {
 		skel.PluginMainFuncs(p.CNI, version.All, p.Banner())
 		return 0
 	}
@@ -76,6 +83,10 @@ func (p Plugin) run(args []string, byRuntime bool, out, errOut io.Writer) int {
 		p.Usage(out)
 		return 0
 	case "version", "-version", "--version":
+		if p.CNI.Add == nil {
+			fmt.Fprintf(out, "%s %s\n", p.Name, Version)
+			return 0
+		}
 		fmt.Fprintf(out, "%s %s (CNI spec %s)\n", p.Name, Version, strings.Join(version.All.SupportedVersions(), ", "))
 		return 0
 	}

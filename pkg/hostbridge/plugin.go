@@ -70,30 +70,40 @@ func hasIPv4(br *netlink.Bridge) bool {
 
 // Add attaches the container and returns its DHCP-granted configuration.
 func Add(args *skel.CmdArgs) error {
-	c, err := Parse(args.StdinData)
+	res, cniVersion, err := Attach(args)
 	if err != nil {
 		return err
 	}
+	return types.PrintResult(res, cniVersion)
+}
+
+// Attach is Add without the printing: it returns the result and the
+// CNI version to write it in (the netavark plugin chains it in-process).
+func Attach(args *skel.CmdArgs) (*current.Result, string, error) {
+	c, err := Parse(args.StdinData)
+	if err != nil {
+		return nil, "", err
+	}
 	spec, err := buildSpec(c, args)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	key := keyOf(c, args)
 	br, err := lookupBridge(c.Bridge)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if !c.IgnoreConflicts {
 		if err := checkConflicts(c); err != nil {
-			return err
+			return nil, "", err
 		}
 	}
 	if err := ensureDaemon(c); err != nil {
-		return err
+		return nil, "", err
 	}
 	netns, err := ns.GetNS(args.Netns)
 	if err != nil {
-		return types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("opening netns %q", args.Netns), err.Error())
+		return nil, "", types.NewError(types.ErrInvalidNetNS, fmt.Sprintf("opening netns %q", args.Netns), err.Error())
 	}
 	defer netns.Close()
 	mtu := c.MTU
@@ -122,20 +132,20 @@ func Add(args *skel.CmdArgs) error {
 		undo.add(func() { _ = releaseForward(c.Bridge, hostVethName(key), c.DaemonSocket) })
 	}
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if ferr != nil {
-		return ferr
+		return nil, "", ferr
 	}
 	if err := bridgeport.WaitForwarding(links.Host.Attrs().Name, c.LeaseTimeout.Duration); err != nil {
-		return types.NewError(types.ErrTryAgainLater, "new port never started forwarding on bridge "+c.Bridge, err.Error())
+		return nil, "", types.NewError(types.ErrTryAgainLater, "new port never started forwarding on bridge "+c.Bridge, err.Error())
 	}
 
 	resp, err := call(c.DaemonSocket, c.LeaseTimeout.Duration+5*time.Second, leaseapi.Request{
 		Method: leaseapi.MethodAcquire, Key: key, Spec: &spec, TimeoutMS: c.LeaseTimeout.Milliseconds(), NewInterface: links.Created,
 	})
 	if err != nil {
-		return apiError(c.DaemonSocket, err)
+		return nil, "", apiError(c.DaemonSocket, err)
 	}
 	if links.Created {
 		undo.add(func() {
@@ -165,18 +175,18 @@ func Add(args *skel.CmdArgs) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("configuring %s with lease %s: %w", args.IfName, info.Address.String(), err)
+		return nil, "", fmt.Errorf("configuring %s with lease %s: %w", args.IfName, info.Address.String(), err)
 	}
 	ri, err := waitRouter(c, netns, args.IfName, start)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	result := buildResult(c, args, br, links, info, added, resp.Lease.Info6, ri)
 	if err := guardPort(c, args, key, mac, info, result); err != nil {
-		return err
+		return nil, "", err
 	}
 	undo.commit()
-	return types.PrintResult(result, c.CNIVersion)
+	return result, c.CNIVersion, nil
 }
 
 // guardPort registers the container's bridge port with the guard: with

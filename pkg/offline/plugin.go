@@ -112,25 +112,35 @@ func firewallError(err error) error {
 // Add guards the container's bridge port and passes prevResult on, with
 // the configured nameservers.
 func Add(args *skel.CmdArgs) error {
-	c, err := Parse(args.StdinData)
+	res, cniVersion, err := Lockdown(args)
 	if err != nil {
 		return err
+	}
+	return types.PrintResult(res, cniVersion)
+}
+
+// Lockdown is Add without the printing: it returns the result and the
+// CNI version to write it in (the netavark plugin chains it in-process).
+func Lockdown(args *skel.CmdArgs) (*current.Result, string, error) {
+	c, err := Parse(args.StdinData)
+	if err != nil {
+		return nil, "", err
 	}
 	prev, err := prevResult(c)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	p, err := port(c, args, prev)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if err := guard.Apply(p); err != nil {
-		return firewallError(err)
+		return nil, "", firewallError(err)
 	}
 	for _, d := range c.dns {
 		prev.DNS.Nameservers = append(prev.DNS.Nameservers, d.String())
 	}
-	return types.PrintResult(prev, c.CNIVersion)
+	return prev, c.CNIVersion, nil
 }
 
 // Del removes the container's port from the guard when offline-egress made

@@ -168,59 +168,69 @@ func lock() (func(), error) { return nft.Lock(filepath.Join(Dir, "lock")) }
 // Add publishes the container's mappings, refusing ports another container
 // or a host process holds, and passes prevResult on.
 func Add(args *skel.CmdArgs) error {
-	c, err := Parse(args.StdinData)
+	res, cniVersion, err := Publish(args)
 	if err != nil {
 		return err
 	}
+	return types.PrintResult(res, cniVersion)
+}
+
+// Publish is Add without the printing: it returns the result and the
+// CNI version to write it in (the netavark plugin chains it in-process).
+func Publish(args *skel.CmdArgs) (*current.Result, string, error) {
+	c, err := Parse(args.StdinData)
+	if err != nil {
+		return nil, "", err
+	}
 	if c.badMappings != nil {
-		return c.badMappings
+		return nil, "", c.badMappings
 	}
 	prev, err := prevResult(c)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if len(c.mappings) == 0 {
-		return types.PrintResult(prev, c.CNIVersion)
+		return prev, c.CNIVersion, nil
 	}
 	ss := specs(c, prev)
 	if len(ss) == 0 {
-		return invalid("prevResult has no IP address to publish ports to")
+		return nil, "", invalid("prevResult has no IP address to publish ports to")
 	}
 	dev, ports := hostSide(prev)
 	if c.Localhost && dev == "" {
-		return invalid("\"localhost\": true needs the container's host interface (a bridge or veth) in prevResult")
+		return nil, "", invalid("\"localhost\": true needs the container's host interface (a bridge or veth) in prevResult")
 	}
 	unlock, err := lock()
 	if err != nil {
-		return firewallError(err)
+		return nil, "", firewallError(err)
 	}
 	defer unlock()
 	if err := checkFree(c.Name, args.ContainerID, c.mappings); err != nil {
-		return err
+		return nil, "", err
 	}
 	rec := Record{Network: c.Name, ContainerID: args.ContainerID, Mappings: c.mappings, Specs: ss, Dev: dev,
 		Localhost: c.Localhost, Daemon: daemonFor(c, ports)}
 	user := "portmap:" + Owner(c.Name, args.ContainerID)
 	if err := hostSettings(rec, ports, user); err != nil {
 		_ = Knobs.Release(user)
-		return types.NewError(types.ErrInternal, "preparing the host to publish ports", err.Error())
+		return nil, "", types.NewError(types.ErrInternal, "preparing the host to publish ports", err.Error())
 	}
 	old, err := loadRecord(c.Name, args.ContainerID)
 	if err != nil {
-		return firewallError(err)
+		return nil, "", firewallError(err)
 	}
 	if err := apply(old, &rec); err != nil {
 		if old == nil {
 			_ = Knobs.Release(user)
 		}
-		return firewallError(err)
+		return nil, "", firewallError(err)
 	}
 	if err := saveRecord(rec); err != nil {
 		_ = apply(&rec, old)
-		return types.NewError(types.ErrInternal, "recording the published ports", err.Error())
+		return nil, "", types.NewError(types.ErrInternal, "recording the published ports", err.Error())
 	}
 	flushUDP(c.mappings)
-	return types.PrintResult(prev, c.CNIVersion)
+	return prev, c.CNIVersion, nil
 }
 
 // hostSettings turns on what published ports need, each put back when the
