@@ -121,12 +121,15 @@ func TestTablesLinger(t *testing.T) {
 	}
 
 	fwd := append([]string{"-C", "FORWARD"}, forward.Rule(g.lan.Bridge)...)
+	// The rule goes only into a FORWARD chain iptables made (a fresh host
+	// has none, and nothing to drop the bridge's frames).
+	hasForward := exec.Command("nft", "list", "chain", "ip", "filter", "FORWARD").Run() == nil
 	cycle("linger-1")
 	deleted := time.Now()
 	if !hasAll() {
 		t.Errorf("right after the last DEL lanwire's tables are %v, want them kept (empty) for the next container", lanwireTables(t))
 	}
-	if exec.Command("iptables", fwd...).Run() != nil {
+	if hasForward && exec.Command("iptables", fwd...).Run() != nil {
 		t.Error("right after the last DEL the bridge's FORWARD rule is gone, want it kept for the next container")
 	}
 	waitFor(t, g.d.Linger+2*pollInterval+time.Second, "the daemon to remove the unused tables", func() bool {

@@ -27,7 +27,7 @@ func trixieRoot() string {
 	return filepath.Join(binDir, "..", ".upstream", "trixie")
 }
 
-func newPodman5(t *testing.T) *podman5 {
+func newPodman5(t *testing.T, socket string) *podman5 {
 	t.Helper()
 	root, _ := filepath.Abs(trixieRoot())
 	if _, err := os.Stat(filepath.Join(root, "usr/bin/podman")); err != nil {
@@ -39,7 +39,18 @@ func newPodman5(t *testing.T) *podman5 {
 			t.Fatalf("mount %v: %v %s", args, err, out)
 		}
 	}
+	// The root's /run is its own, but for what it shares with the host:
+	// /run/netns both ways (podman's namespaces must be the lease
+	// daemon's too), lanwire's records and locks, and the daemon's socket.
+	shared := []string{"/run/netns", "/run/lanwire", filepath.Dir(socket)}
 	unmount := func() {
+		// Shared mounts are made private before they go: an unmount would
+		// otherwise propagate to the host's own namespaces.
+		for i := len(shared) - 1; i >= 0; i-- {
+			m := filepath.Join(root, shared[i])
+			_ = exec.Command("mount", "--make-rprivate", m).Run()
+			_ = exec.Command("umount", "-l", m).Run()
+		}
 		for _, m := range []string{"run", "dev", "sys", "proc"} {
 			if exec.Command("umount", "-R", filepath.Join(root, m)).Run() != nil {
 				_ = exec.Command("umount", "-lR", filepath.Join(root, m)).Run()
@@ -54,8 +65,12 @@ func newPodman5(t *testing.T) *podman5 {
 	mount("--rbind", "/sys", filepath.Join(root, "sys"))
 	mount("--make-rslave", filepath.Join(root, "sys"))
 	mount("--bind", "/dev", filepath.Join(root, "dev"))
-	mount("--rbind", "/run", filepath.Join(root, "run"))
-	mount("--make-rslave", filepath.Join(root, "run"))
+	mount("-t", "tmpfs", "tmpfs", filepath.Join(root, "run"))
+	for _, d := range shared {
+		_ = os.MkdirAll(d, 0o755)
+		_ = os.MkdirAll(filepath.Join(root, d), 0o755)
+		mount("--bind", d, filepath.Join(root, d))
+	}
 
 	data, err := os.ReadFile(plugin("lanwire"))
 	if err != nil {
@@ -70,12 +85,11 @@ func newPodman5(t *testing.T) *podman5 {
 	p.conf = "/etc/" + id
 	confDir := filepath.Join(root, p.conf)
 	_ = os.MkdirAll(confDir, 0o755)
-	runroot, graphroot := "/run/"+id, "/var/lib/"+id
+	runroot, graphroot := "/run/"+id, "/var/lib/"+id // (the root's own /run)
 	t.Cleanup(func() {
 		_, _ = p.run("rm", "-a", "-f", "-t", "0")
 		_, _ = p.run("network", "prune", "-f")
 		_ = os.RemoveAll(filepath.Join(root, graphroot))
-		_ = os.RemoveAll(filepath.Join("/run", id))
 		_ = os.RemoveAll(confDir)
 	})
 	conf := fmt.Sprintf(`[engine]
@@ -95,7 +109,7 @@ network_config_dir = "%s/networks"
 	tarData, _ := os.ReadFile(tar)
 	_ = os.WriteFile(filepath.Join(root, inRoot), tarData, 0o644)
 	defer os.Remove(filepath.Join(root, inRoot))
-	if out, err := p.run("import", inRoot, "localhost/lanwire-busybox"); err != nil {
+	if out, err := p.run("import", "--change", "ENV=PATH=/bin", inRoot, "localhost/lanwire-busybox"); err != nil {
 		t.Fatalf("podman import: %v %s", err, out)
 	}
 	return p
@@ -122,7 +136,7 @@ func TestPodman5(t *testing.T) {
 	sock := filepath.Join("/run", "lanwire-test-"+l.ID, "hb.sock")
 	t.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(sock)) })
 	d := startDaemonWith(t, sock, "")
-	p := newPodman5(t)
+	p := newPodman5(t, d.Socket)
 
 	name, plain := "lan"+l.ID, "lanplain"+l.ID
 	common := []string{"-o", "bridge=" + l.Bridge, "-o", "daemonSocket=" + d.Socket, "-o", "autoStartDaemon=false"}
@@ -154,13 +168,35 @@ func TestPodman5(t *testing.T) {
 	if lease.Hostname != ctr {
 		t.Errorf("dnsmasq saw hostname %q, want the container name %q", lease.Hostname, ctr)
 	}
-	lanNS := filepath.Join("/var/run/netns", l.LANNS)
-	expect(t, lanNS, true, tcpProbe(l.HostAddr+":18960"))
-	if out, err := greets(p.run, ctr, l.HostAddr, "8000"); err != nil {
+	if out, err := exec.Command("ip", "netns", "exec", l.LANNS, "timeout", "3", "busybox", "wget", "-q", "-O", "-", "http://"+l.HostAddr+":18960/").CombinedOutput(); err != nil || !strings.Contains(string(out), "hello from podman 5") {
+		t.Errorf("published port from a LAN client: %v %s", err, out)
+	}
+	// `podman exec` from a podman in a chroot enters the container's
+	// mount namespace at that namespace's root, the host's, not the
+	// image's; so the probes run from the host in the container's network
+	// namespace (what is checked is the network, not the image), and the
+	// container's files are read through its main process (whose root is
+	// the image's: its httpd served the page above).
+	pid := func(c string) string {
+		out, _ := p.run("inspect", c, "--format", "{{.State.Pid}}")
+		return strings.TrimSpace(out)
+	}
+	inCtr := func(args ...string) (string, error) {
+		if len(args) < 3 || args[0] != "exec" {
+			return p.run(args...)
+		}
+		cmd := append([]string{"busybox"}, args[2:]...)
+		if args[2] == "timeout" && len(args) > 4 {
+			cmd = append([]string{"timeout", args[3], "busybox"}, args[4:]...) // coreutils: 124 when it ends it
+		}
+		out, err := exec.Command("nsenter", append([]string{"-t", pid(args[1]), "-n", "--"}, cmd...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := greets(inCtr, ctr, l.HostAddr, "8000"); err != nil {
 		t.Errorf("the container cannot reach the allowed host service: %v %s", err, out)
 	}
-	runtimeBlocked(t, p.run, plainCtr, ctr, [][2]string{{l.Internet, "80"}, {l.Router, "9001"}, {l.HostAddr, "8001"}})
-	if resolv, _ := p.run("exec", ctr, "cat", "/etc/resolv.conf"); !strings.Contains(resolv, l.Router) {
+	runtimeBlocked(t, inCtr, plainCtr, ctr, [][2]string{{l.Internet, "80"}, {l.Router, "9001"}, {l.HostAddr, "8001"}})
+	if resolv, _ := os.ReadFile(filepath.Join("/proc", pid(ctr), "root/etc/resolv.conf")); !strings.Contains(string(resolv), "nameserver "+l.Router) {
 		t.Errorf("the container's resolv.conf does not name the LAN's DNS server %s:\n%s", l.Router, resolv)
 	}
 

@@ -88,6 +88,12 @@ var Dir = "/run/lanwire/forward"
 // user must not delete the rule a concurrent ADD has just found in place.
 func lock() (func(), error) { return nft.Lock(Dir + ".lock") }
 
+// Held reports whether port holds the bridge's rule (Ensure ran for it).
+func Held(bridge, port string) bool {
+	_, err := os.Stat(filepath.Join(Dir, bridge, port))
+	return err == nil
+}
+
 func hold(bridge, port string) error {
 	d := filepath.Join(Dir, bridge)
 	if err := os.MkdirAll(d, 0o700); err != nil {

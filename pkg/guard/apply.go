@@ -243,12 +243,17 @@ func change(old, new *Port) error {
 	}
 	defer c.Close(daemon)
 	if new != nil && new.Offline != nil {
-		if err := ensureBridgeNetfilter(new.Bridge, new.IfName); err != nil {
+		changed, err := ensureBridgeNetfilter(new.Bridge, new.IfName)
+		if err != nil {
 			return err
 		}
-		// With the bridge's switches on, its traffic crosses FORWARD.
-		if err := forward.Ensure(c, new.Bridge, new.IfName); err != nil {
-			return err
+		// With the bridge's switches on, its traffic crosses FORWARD. The
+		// port's hold on the rule, when hostbridge-dhcp took it with the
+		// switches as they are, means the rule was just looked after.
+		if changed || !forward.Held(new.Bridge, new.IfName) {
+			if err := forward.Ensure(c, new.Bridge, new.IfName); err != nil {
+				return err
+			}
 		}
 	}
 	err = fastChange(c, old, new, ifname, daemon)
@@ -277,21 +282,22 @@ func fastChange(c *nft.Conn, old, new *Port, ifname, daemon string) error {
 		}
 	}
 	br, eg := Bridge(), Egress()
-	wantBridge := (new != nil && new.Guarded()) || othersIn("active", ifname)
-	wantEgress := (new != nil && new.Offline != nil) || othersIn("offline", ifname)
-	hasBridge, err := c.TableExists(br.Ref())
-	if err != nil {
-		return err
+	othersActive, othersOffline := othersIn("active", ifname), othersIn("offline", ifname)
+	wantBridge := (new != nil && new.Guarded()) || othersActive
+	wantEgress := (new != nil && new.Offline != nil) || othersOffline
+	// A table other ports need is there: if someone deleted it, the
+	// transaction fails and change rebuilds both from the records. Only
+	// the first or last port asks.
+	hasBridge, hasEgress := othersActive, othersOffline
+	if !othersActive {
+		if hasBridge, err = c.TableExists(br.Ref()); err != nil {
+			return err
+		}
 	}
-	hasEgress, err := c.TableExists(eg.Ref())
-	if err != nil {
-		return err
-	}
-	if wantBridge && !hasBridge && othersIn("active", ifname) {
-		return errors.New("lanwire's bridge table is missing while other ports need it")
-	}
-	if wantEgress && !hasEgress && othersIn("offline", ifname) {
-		return errors.New("lanwire's egress table is missing while other offline ports need it")
+	if !othersOffline {
+		if hasEgress, err = c.TableExists(eg.Ref()); err != nil {
+			return err
+		}
 	}
 	// The last port leaves the tables, empty, for the lease daemon to
 	// delete once they have been unused for a while (Tidy): the next
@@ -461,19 +467,22 @@ func delLogRules(c *nft.Conn, comment string) error {
 // global switches on: they are put back off at once, so other bridges are
 // untouched.
 // Equivalent to: `ip link set BR type bridge nf_call_iptables 1 nf_call_ip6tables 1`.
-func ensureBridgeNetfilter(bridge, ifname string) error {
+func ensureBridgeNetfilter(bridge, ifname string) (changed bool, err error) {
 	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
 		if err := loadBrNetfilter(); err != nil {
-			return err
+			return false, err
 		}
 	}
 	for _, attr := range []string{"nf_call_iptables", "nf_call_ip6tables"} {
 		p := filepath.Join("/sys/class/net", bridge, "bridge", attr)
+		if b, err := os.ReadFile(p); err != nil || strings.TrimSpace(string(b)) != "1" {
+			changed = true
+		}
 		if err := Knobs.Need(p, "1", "guard:"+ifname); err != nil {
-			return fmt.Errorf("turning on %s of bridge %s: %w", attr, bridge, err)
+			return changed, fmt.Errorf("turning on %s of bridge %s: %w", attr, bridge, err)
 		}
 	}
-	return nil
+	return changed, nil
 }
 
 // Check verifies port p: both tables hold their rules, and every element

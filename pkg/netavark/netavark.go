@@ -190,6 +190,9 @@ func configs(n Network, e Exec, check bool) ([]plugin, error) {
 		return nil, err
 	}
 	pm["runtimeConfig"] = map[string]any{"portMappings": ms}
+	// podman holds the host ports it publishes (and refuses ports a host
+	// process holds) before netavark runs the plugin.
+	pm["listenCheck"] = false
 	chain := []plugin{{"hostbridge-dhcp", hb, hostbridge.Attach, hostbridge.Del}}
 	if isOffline {
 		chain = append(chain, plugin{"offline-egress", oe, offline.Lockdown, offline.Del})

@@ -36,7 +36,11 @@ type Config struct {
 	Localhost bool `json:"localhost,omitempty"`
 	// DaemonSocket is the lease daemon the plugin hands its firewall
 	// socket to (by default the one hostbridge-dhcp's port names).
-	DaemonSocket  string `json:"daemonSocket,omitempty"`
+	DaemonSocket string `json:"daemonSocket,omitempty"`
+	// ListenCheck refuses a host port a host process listens on (default
+	// true). The netavark plugin turns it off: podman holds the ports it
+	// publishes itself, and refuses those a host process holds.
+	ListenCheck   *bool `json:"listenCheck,omitempty"`
 	RuntimeConfig struct {
 		PortMappings []Mapping `json:"portMappings,omitempty"`
 	} `json:"runtimeConfig,omitempty"`
@@ -205,7 +209,7 @@ func Publish(args *skel.CmdArgs) (*current.Result, string, error) {
 		return nil, "", firewallError(err)
 	}
 	defer unlock()
-	if err := checkFree(c.Name, args.ContainerID, c.mappings); err != nil {
+	if err := checkFree(c.Name, args.ContainerID, c.mappings, c.ListenCheck == nil || *c.ListenCheck); err != nil {
 		return nil, "", err
 	}
 	rec := Record{Network: c.Name, ContainerID: args.ContainerID, Mappings: c.mappings, Specs: ss, Dev: dev,
@@ -375,7 +379,7 @@ func rebuild(c *nft.Conn, new *Record, owner string) error {
 
 // checkFree refuses a mapping whose host port another container's mapping
 // or a listening host process already holds.
-func checkFree(network, id string, ms []Mapping) error {
+func checkFree(network, id string, ms []Mapping, listening bool) error {
 	for _, m := range ms {
 		held, err := holders(m, network, id)
 		if err != nil {
@@ -386,7 +390,7 @@ func checkFree(network, id string, ms []Mapping) error {
 				fmt.Sprintf("port %d/%s is already allocated to container %s (network %s)", m.HostPort, m.Protocol, held[0].ID, held[0].Network), "")
 		}
 		for _, v6 := range []bool{false, true} {
-			if !m.applies(v6) {
+			if !listening || !m.applies(v6) {
 				continue
 			}
 			if addr, busy := hostListening(m, v6); busy {

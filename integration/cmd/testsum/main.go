@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 )
 
@@ -30,6 +31,26 @@ type event struct {
 type counts struct {
 	Passed, Failed, Skipped   int
 	FailedNames, SkippedNames []string
+	// Why holds, per failed test, the first lines of its failure messages
+	// (the log dumps that follow them left out), for a report that shows
+	// why a run failed even when only its end is read.
+	Why map[string][]string `json:",omitempty"`
+}
+
+// reason is the line of a test's output that starts a failure message,
+// as `go test` prints it ("    file_test.go:12: message"); the logs a
+// test dumps after it (indented further) are not.
+var reason = regexp.MustCompile(`^ {4}[\w.-]+_test\.go:\d+: `)
+
+// maxWhy bounds how many message lines per test a report keeps.
+const maxWhy = 6
+
+func clip(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
 }
 
 func load(path string) counts {
@@ -43,6 +64,7 @@ func load(path string) counts {
 func record(path string, in io.Reader, out io.Writer) error {
 	c := load(path)
 	failedPkg := false
+	said := map[string][]string{} // per test, its message lines so far
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -54,6 +76,10 @@ func record(path string, in io.Reader, out io.Writer) error {
 		switch e.Action {
 		case "output":
 			fmt.Fprint(out, e.Output)
+			if e.Test != "" && reason.MatchString(e.Output) && !strings.HasSuffix(strings.TrimSpace(e.Output), "log:") &&
+				!strings.Contains(e.Output, " log of ") && len(said[e.Test]) < maxWhy {
+				said[e.Test] = append(said[e.Test], clip(e.Output))
+			}
 		case "pass":
 			if e.Test != "" {
 				c.Passed++
@@ -62,6 +88,12 @@ func record(path string, in io.Reader, out io.Writer) error {
 			if e.Test != "" {
 				c.Failed++
 				c.FailedNames = append(c.FailedNames, e.Test)
+				if len(said[e.Test]) > 0 {
+					if c.Why == nil {
+						c.Why = map[string][]string{}
+					}
+					c.Why[e.Test] = said[e.Test]
+				}
 			} else {
 				failedPkg = true
 			}
@@ -92,6 +124,11 @@ func report(path string, out io.Writer) int {
 	code := 0
 	if c.Failed > 0 {
 		fmt.Fprintf(out, "failed: %s\n", strings.Join(c.FailedNames, " "))
+		for _, name := range c.FailedNames {
+			for _, line := range c.Why[name] {
+				fmt.Fprintf(out, "  %s: %s\n", name, line)
+			}
+		}
 		code = 1
 	}
 	if c.Skipped > 0 {
