@@ -3,6 +3,7 @@
 #   make install   binaries to $(CNI_BIN_DIR) (lanwire to $(NETAVARK_PLUGIN_DIR)), systemd units to $(SYSTEMD_DIR)
 #   make test      installs what the tests need, runs unit and integration tests (root)
 #   make demo      the main job on a self-contained demo LAN
+#   make dist      release archives for linux amd64 and arm64 in dist/
 
 SHELL       := /bin/bash
 GO          ?= go
@@ -37,7 +38,7 @@ APT_BASE    := nftables iptables dnsmasq-base conntrack iproute2 procps kmod bus
 APT_TEST    := podman runc containerd strace
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all build install uninstall help test deps deps-base apt-install unit integration test-faults bench fuzz demo demo-clean vet fmt clean
+.PHONY: all dist build install uninstall help test deps deps-base apt-install unit integration test-faults bench fuzz demo demo-clean vet fmt clean
 
 all: build
 
@@ -153,10 +154,17 @@ demo-clean: build
 	bin/demo --clean
 	bin/testlan down all
 
+# dist: lanwire-linux-{amd64,arm64}-$(VERSION).tgz (static plugins, the
+# netavark plugin, systemd units, conflists), each with a .sha256 and a
+# CycloneDX SBOM; the same commit gives the same bytes (scripts/dist).
+DIST_DIR ?= $(CURDIR)/dist
+dist:
+	GO=$(GO) scripts/dist $(VERSION) $(DIST_DIR)
+
 clean:
 	@! awk -v p="$(CURDIR)/.upstream" 'index($$2, p "/") == 1 { f = 1 } END { exit !f }' /proc/self/mounts || \
 		{ echo "something is mounted under .upstream (left by a killed podman 5 test): umount -R it first"; exit 1; }
-	rm -rf --one-file-system bin integration.log .upstream
+	rm -rf --one-file-system bin dist integration.log .upstream
 
 # help lists the targets.
 help:
@@ -165,6 +173,7 @@ help:
 	@echo "make build      binaries in bin/ (version $(VERSION))"
 	@echo "make install    binaries to $(CNI_BIN_DIR), systemd units to $(SYSTEMD_DIR)"
 	@echo "make uninstall  removes what install put there"
+	@echo "make dist       release archives (linux amd64, arm64) with .sha256 and SBOM in dist/"
 	@echo "make bench      lanwire against the upstream plugins, same run (root, ~25 min)"
 	@echo "make test-faults  the reliability suite only;  make fuzz  the fuzz targets"
 	@echo "make demo-clean   removes what an interrupted demo or testlan left"

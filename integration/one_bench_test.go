@@ -186,7 +186,9 @@ func podmanRows(b *testing.B, l *testlan.LAN, r *report, noopDir string, hb, oe,
 		r.add("podman run --rm -p, 3 no-op plugins over none (podman's CNI floor), "+when, "ms", floor, 0, "", nil)
 		r.add("podman run --rm -p, full chain over the no-op chain, "+when, "ms", ours-floor, theirs-floor, "", nil)
 	}
+	measure5 := podman5Rows(b, l, r, hb["daemonSocket"].(string), count)
 	measure("the only container")
+	measure5("the only container")
 	others := newNetworkList(b, "lwothers", []map[string]any{hb, oe, pl})
 	for i := 0; i < 100; i++ {
 		a := attach{ID: fmt.Sprintf("other-%d", i), Netns: container(b, l)}
@@ -194,6 +196,51 @@ func podmanRows(b *testing.B, l *testlan.LAN, r *report, noopDir string, hb, oe,
 		others.MustAdd(a)
 	}
 	measure("beside 100 others")
+	measure5("beside 100 others")
+}
+
+// podman5Rows returns what times `podman run --rm IMAGE true` under podman
+// 5 (netavark, in the trixie root): no network and a lanwire network
+// (offline, with a published port), interleaved. (netavark's own bridge
+// is not compared: it needs nft in the root and changes the host's
+// ip_forward.) It does nothing when there is no trixie root.
+func podman5Rows(b *testing.B, l *testlan.LAN, r *report, socket string, count int) func(when string) {
+	if _, err := os.Stat(filepath.Join(trixieRoot(), "usr/bin/podman")); err != nil {
+		b.Logf("podman 5 rows skipped: no trixie root (%v)", err)
+		return func(string) {}
+	}
+	p := newPodman5(b, socket)
+	if out, err := p.run("network", "create", "-d", "lanwire", "-o", "bridge="+l.Bridge, "-o", "daemonSocket="+socket,
+		"-o", "autoStartDaemon=false", "-o", "allow=host:8000/tcp", "lw5"); err != nil {
+		b.Fatalf("podman 5 network create: %v %s", err, out)
+	}
+	variants := [][]string{
+		{"--network", "none"},
+		{"--network", "lw5", "-p", "18620:80"},
+	}
+	run := func(args ...string) time.Duration {
+		start := time.Now()
+		if out, err := p.run(append(append([]string{"run", "--rm"}, args...), "localhost/lanwire-busybox", "/bin/busybox", "true")...); err != nil {
+			b.Fatalf("podman 5 run %v: %v %s", args, err, out)
+		}
+		return time.Since(start)
+	}
+	return func(when string) {
+		for _, v := range variants {
+			run(v...)
+		}
+		settle()
+		ts := make([][]time.Duration, len(variants))
+		for k := 0; k < count; k++ {
+			for i, v := range variants {
+				ts[i] = append(ts[i], run(v...))
+			}
+		}
+		none := msOf(percentile(ts[0], .5))
+		r.add("podman 5 run --rm, --network none, "+when+": p50", "ms", none, 0, "", nil)
+		ours := msOf(percentile(ts[1], .5)) - none
+		r.add("podman 5 run --rm -p, lanwire netavark plugin (offline, published port) over none, "+when, "ms", ours, 0, "<= 50 ms", flag(ours <= 50))
+	}
 }
 
 // buildNoop builds the no-op plugin into dir, static as lanwire's plugins

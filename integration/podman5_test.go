@@ -14,7 +14,7 @@ import (
 // `make deps`, scripts/trixie-root), entered with chroot on this host's
 // kernel, bridges and /run; lanwire's netavark plugin is copied into it.
 type podman5 struct {
-	t    *testing.T
+	t    testing.TB
 	root string
 	conf string // containers.conf and storage.conf, inside the root
 }
@@ -27,7 +27,7 @@ func trixieRoot() string {
 	return filepath.Join(binDir, "..", ".upstream", "trixie")
 }
 
-func newPodman5(t *testing.T, socket string) *podman5 {
+func newPodman5(t testing.TB, socket string) *podman5 {
 	t.Helper()
 	root, _ := filepath.Abs(trixieRoot())
 	if _, err := os.Stat(filepath.Join(root, "usr/bin/podman")); err != nil {
