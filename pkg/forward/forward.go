@@ -174,7 +174,7 @@ func Release(c *nft.Conn, bridge, port, daemonSocket string) error {
 	if err := os.Remove(filepath.Join(d, port)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if !empty(d) || c.HandOff(daemonSocket) {
+	if !nft.Idle(d, 0) || c.HandOff(daemonSocket) {
 		return nil
 	}
 	_ = os.Remove(d)
@@ -202,17 +202,6 @@ func remove(c *nft.Conn, bridge string) error {
 	return errors.Join(errs...)
 }
 
-// empty reports whether directory d holds nothing (or is not there).
-func empty(d string) bool {
-	f, err := os.Open(d)
-	if err != nil {
-		return true
-	}
-	defer f.Close()
-	names, _ := f.Readdirnames(1)
-	return len(names) == 0
-}
-
 // Tidy removes the rules of bridges no port has needed for grace (what
 // Release left to a lease daemon, which calls Tidy).
 func Tidy(grace time.Duration) error {
@@ -223,7 +212,7 @@ func Tidy(grace time.Duration) error {
 	var idle []string
 	for _, e := range es {
 		d := filepath.Join(Dir, e.Name())
-		if st, err := os.Stat(d); err == nil && st.IsDir() && time.Since(st.ModTime()) >= grace && empty(d) {
+		if e.IsDir() && nft.Idle(d, grace) {
 			idle = append(idle, e.Name())
 		}
 	}
@@ -243,7 +232,7 @@ func Tidy(grace time.Duration) error {
 	var errs []error
 	for _, bridge := range idle {
 		d := filepath.Join(Dir, bridge)
-		if !empty(d) { // a port came meanwhile
+		if !nft.Idle(d, 0) { // a port came meanwhile
 			continue
 		}
 		if err := remove(c, bridge); err != nil {

@@ -696,8 +696,12 @@ const Linger = 30 * time.Second
 // removal leaves them, empty, when a lease daemon runs; the daemon calls
 // Tidy(Linger) at each namespace poll, and Tidy(0) when it stops.
 func Tidy(grace time.Duration) error {
-	idleBridge, idleEgress := unused("active", grace), unused("offline", grace)
-	if !idleBridge && !idleEgress {
+	type tableOf struct {
+		kind  string // the port markers that need it
+		table nft.Table
+	}
+	all := []tableOf{{"active", Bridge()}, {"offline", Egress()}}
+	if !unused(all[0].kind, grace) && !unused(all[1].kind, grace) {
 		return nil
 	}
 	c, err := nft.Open()
@@ -705,13 +709,10 @@ func Tidy(grace time.Duration) error {
 		return err
 	}
 	defer c.Close("")
-	var doomed []nft.Table
-	for _, t := range []struct {
-		idle  bool
-		table nft.Table
-	}{{idleBridge, Bridge()}, {idleEgress, Egress()}} {
-		if ok, _ := c.TableExists(t.table.Ref()); ok && t.idle {
-			doomed = append(doomed, t.table)
+	var doomed []tableOf
+	for _, t := range all {
+		if ok, _ := c.TableExists(t.table.Ref()); ok && unused(t.kind, grace) {
+			doomed = append(doomed, t)
 		}
 	}
 	if len(doomed) == 0 {
@@ -724,12 +725,8 @@ func Tidy(grace time.Duration) error {
 	defer unlock()
 	n := 0
 	for _, t := range doomed {
-		kind := "active"
-		if t.Name == Egress().Name {
-			kind = "offline"
-		}
-		if unused(kind, grace) { // again: a port may have come meanwhile
-			c.Delete(t)
+		if unused(t.kind, grace) { // again: a port may have come meanwhile
+			c.Delete(t.table)
 			n++
 		}
 	}
@@ -740,23 +737,7 @@ func Tidy(grace time.Duration) error {
 }
 
 // unused reports whether no port has had marker kind for grace.
-func unused(kind string, grace time.Duration) bool {
-	d := filepath.Join(Dir, kind)
-	st, err := os.Stat(d)
-	if errors.Is(err, os.ErrNotExist) {
-		return true
-	}
-	if err != nil || time.Since(st.ModTime()) < grace {
-		return false
-	}
-	f, err := os.Open(d)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	names, _ := f.Readdirnames(1)
-	return len(names) == 0
-}
+func unused(kind string, grace time.Duration) bool { return nft.Idle(filepath.Join(Dir, kind), grace) }
 
 // MoveAddr replaces address old of a recorded port with new (and, when
 // server is set, its DHCP servers with server), as the lease daemon does

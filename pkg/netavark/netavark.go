@@ -120,10 +120,11 @@ func Create(network []byte) ([]byte, error) {
 
 // plugin is one plugin of the chain: its config and its functions.
 type plugin struct {
-	name string
-	conf map[string]any
-	add  func(*skel.CmdArgs) (*current.Result, string, error)
-	del  func(*skel.CmdArgs) error
+	name  string
+	conf  map[string]any
+	parse func([]byte) error // the plugin's own config check
+	add   func(*skel.CmdArgs) (*current.Result, string, error)
+	del   func(*skel.CmdArgs) error
 }
 
 // configs builds the chain a conflist would hold for network n and the
@@ -193,26 +194,20 @@ func configs(n Network, e Exec, check bool) ([]plugin, error) {
 	// podman holds the host ports it publishes (and refuses ports a host
 	// process holds) before netavark runs the plugin.
 	pm["listenCheck"] = false
-	chain := []plugin{{"hostbridge-dhcp", hb, hostbridge.Attach, hostbridge.Del}}
+	chain := []plugin{{"hostbridge-dhcp", hb, func(b []byte) error { _, err := hostbridge.Parse(b); return err },
+		hostbridge.Attach, hostbridge.Del}}
 	if isOffline {
-		chain = append(chain, plugin{"offline-egress", oe, offline.Lockdown, offline.Del})
+		chain = append(chain, plugin{"offline-egress", oe, func(b []byte) error { _, err := offline.Parse(b); return err },
+			offline.Lockdown, offline.Del})
 	}
-	chain = append(chain, plugin{"portmap-lite", pm, portmap.Publish, portmap.Del})
-	for i := range chain {
-		chain[i].conf["cniVersion"] = "1.1.0"
-		chain[i].conf["name"] = n.Name
+	chain = append(chain, plugin{"portmap-lite", pm, func(b []byte) error { _, err := portmap.Parse(b); return err },
+		portmap.Publish, portmap.Del})
+	for _, p := range chain {
+		p.conf["cniVersion"] = "1.1.0"
+		p.conf["name"] = n.Name
 		if check {
-			data, _ := json.Marshal(chain[i].conf)
-			var err error
-			switch chain[i].name {
-			case "hostbridge-dhcp":
-				_, err = hostbridge.Parse(data)
-			case "offline-egress":
-				_, err = offline.Parse(data)
-			case "portmap-lite":
-				_, err = portmap.Parse(data)
-			}
-			if err != nil {
+			data, _ := json.Marshal(p.conf)
+			if err := p.parse(data); err != nil {
 				return nil, message(err)
 			}
 		}
@@ -307,15 +302,13 @@ func ParseAllow(v string) ([]offline.AllowEntry, error) {
 	for _, item := range strings.Split(v, ",") {
 		item = strings.TrimSpace(item)
 		to, ports := item, ""
-		if i := strings.LastIndex(item, ":"); i >= 0 && i+1 < len(item) && item[i+1] >= '0' && item[i+1] <= '9' {
+		// An IPv6 address holds colons too: only an entry that is not a
+		// destination by itself is split at its last one.
+		if i := strings.LastIndex(item, ":"); !isDest(item) && i >= 0 {
 			to, ports = item[:i], item[i+1:]
 		}
-		if to != "host" {
-			if _, _, err := net.ParseCIDR(to); err != nil {
-				if ip := net.ParseIP(to); ip == nil {
-					return nil, fmt.Errorf("allow entry %q: want host or a CIDR, then :PORTS (8000/tcp, several joined by +)", item)
-				}
-			}
+		if !isDest(to) || (ports == "" && to != item) {
+			return nil, fmt.Errorf("allow entry %q: want host or a CIDR, then :PORTS (8000/tcp, several joined by +)", item)
 		}
 		e := offline.AllowEntry{To: to}
 		if ports != "" {
@@ -324,6 +317,16 @@ func ParseAllow(v string) ([]offline.AllowEntry, error) {
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// isDest reports whether s is an allow entry's destination: "host", a CIDR
+// or an address.
+func isDest(s string) bool {
+	if s == "host" || net.ParseIP(s) != nil {
+		return true
+	}
+	_, _, err := net.ParseCIDR(s)
+	return err == nil
 }
 
 // mappings turns podman's port mappings into portmap-lite's.

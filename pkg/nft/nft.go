@@ -25,6 +25,26 @@ const LockWait = 5 * time.Second
 // ErrLocked is returned when another process held the lock too long.
 var ErrLocked = errors.New("another process holds lanwire's firewall lock")
 
+// Idle reports whether directory dir (a set of markers, one per user of
+// something lanwire put on the host) is absent, or empty and unchanged
+// for grace: what was kept for the next user may go.
+func Idle(dir string, grace time.Duration) bool {
+	st, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	if err != nil || time.Since(st.ModTime()) < grace {
+		return false
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) == 0
+}
+
 // Lock takes the lock file at path, waiting at most LockWait (then
 // ErrLocked); call the returned func to release it.
 func Lock(path string) (func(), error) {

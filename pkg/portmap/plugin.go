@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -597,15 +596,7 @@ func Tidy(grace time.Duration) error {
 
 // unused reports whether no container has had a record for grace.
 func unused(grace time.Duration) bool {
-	d := filepath.Join(Dir, "records")
-	st, err := os.Stat(d)
-	if errors.Is(err, os.ErrNotExist) {
-		return true
-	}
-	if err != nil || time.Since(st.ModTime()) < grace {
-		return false
-	}
-	return len(records()) == 0 && !othersPublish("")
+	return nft.Idle(filepath.Join(Dir, "records"), grace) && !othersPublish("")
 }
 
 // repair rebuilds the table from the records when its rules differ from
