@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -124,6 +126,13 @@ func TestTablesLinger(t *testing.T) {
 	// The rule goes only into a FORWARD chain iptables made (a fresh host
 	// has none, and nothing to drop the bridge's frames).
 	hasForward := exec.Command("nft", "list", "chain", "ip", "filter", "FORWARD").Run() == nil
+	// The bridge's own switch, which offline ports turn on, lingers too.
+	knob := filepath.Join("/sys/class/net", g.lan.Bridge, "bridge", "nf_call_iptables")
+	switchIs := func() string { b, _ := os.ReadFile(knob); return strings.TrimSpace(string(b)) }
+	orig := switchIs()
+	if orig != "0" {
+		t.Fatalf("%s is %q on the fresh test bridge, want 0 (the check would prove nothing)", knob, orig)
+	}
 	cycle("linger-1")
 	deleted := time.Now()
 	if !hasAll() {
@@ -132,8 +141,11 @@ func TestTablesLinger(t *testing.T) {
 	if hasForward && exec.Command("iptables", fwd...).Run() != nil {
 		t.Error("right after the last DEL the bridge's FORWARD rule is gone, want it kept for the next container")
 	}
-	waitFor(t, g.d.Linger+2*pollInterval+time.Second, "the daemon to remove the unused tables", func() bool {
-		return len(lanwireTables(t)) == 0 && exec.Command("iptables", fwd...).Run() != nil
+	if v := switchIs(); v != "1" {
+		t.Errorf("right after the last DEL %s is %s, want it kept on for the next container", knob, v)
+	}
+	waitFor(t, g.d.Linger+2*pollInterval+time.Second, "the daemon to remove the unused tables and put the bridge's switch back", func() bool {
+		return len(lanwireTables(t)) == 0 && exec.Command("iptables", fwd...).Run() != nil && switchIs() == orig
 	})
 	if took := time.Since(deleted); took < g.d.Linger {
 		t.Errorf("the tables went %s after the last DEL, before --tables-linger (%s)", took, g.d.Linger)
@@ -143,6 +155,9 @@ func TestTablesLinger(t *testing.T) {
 	g.d.Stop()
 	if tables := lanwireTables(t); len(tables) != 0 || exec.Command("iptables", fwd...).Run() == nil {
 		t.Errorf("the daemon stopped and left the unused tables %v or the FORWARD rule", tables)
+	}
+	if v := switchIs(); v != orig {
+		t.Errorf("the daemon stopped and left %s at %s, want %s", knob, v, orig)
 	}
 
 	// No daemon: nothing would remove them later.
@@ -155,6 +170,9 @@ func TestTablesLinger(t *testing.T) {
 	}
 	if tables := lanwireTables(t); len(tables) != 0 || exec.Command("iptables", fwd...).Run() == nil {
 		t.Errorf("with no lease daemon, the last DEL left the tables %v or the FORWARD rule", tables)
+	}
+	if v := switchIs(); v != orig {
+		t.Errorf("with no lease daemon, the last DEL left %s at %s, want %s", knob, v, orig)
 	}
 	g.d.Start()
 }

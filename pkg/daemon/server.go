@@ -563,7 +563,8 @@ func (s *Server) drainPending() {
 	}
 }
 
-// tidy deletes lanwire's tables no container has needed for grace.
+// tidy deletes lanwire's tables no container has needed for grace, and
+// puts back the host settings no container has needed for as long.
 func (s *Server) tidy(grace time.Duration) {
 	if err := guard.Tidy(grace); err != nil {
 		s.log.Printf("removing unused firewall tables: %v", err)
@@ -573,6 +574,9 @@ func (s *Server) tidy(grace time.Duration) {
 	}
 	if err := forward.Tidy(grace); err != nil {
 		s.log.Printf("removing unused FORWARD rules: %v", err)
+	}
+	if err := guard.Knobs.Tidy(grace); err != nil {
+		s.log.Printf("putting back host settings no container needs: %v", err)
 	}
 }
 

@@ -45,8 +45,12 @@ func idFile(network, id string) string {
 // Lock serializes changes to the guard's tables and records.
 func Lock() (func(), error) { return nft.Lock(filepath.Join(Dir, "lock")) }
 
-// Load returns the record of port ifname, nil when there is none.
+// Load returns the record of port ifname, nil when there is none (or the
+// name cannot be an interface's).
 func Load(ifname string) (*Port, error) {
+	if ifname == "" || ifname == "." || ifname == ".." || strings.ContainsAny(ifname, "/\x00") {
+		return nil, nil
+	}
 	b, err := os.ReadFile(portFile(ifname))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -186,7 +190,7 @@ func Apply(p Port) error {
 	}
 	if err := change(old, &p); err != nil {
 		if old == nil || old.Offline == nil {
-			_ = Knobs.Release("guard:" + p.IfName) // what ensureBridgeNetfilter turned on
+			_ = Knobs.Release("guard:"+p.IfName, nil) // what ensureBridgeNetfilter turned on
 		}
 		return err
 	}
@@ -194,7 +198,7 @@ func Apply(p Port) error {
 		return fmt.Errorf("recording port %s: %w", p.IfName, err)
 	}
 	if p.Offline == nil {
-		return Knobs.Release("guard:" + p.IfName)
+		return Knobs.Release("guard:"+p.IfName, nft.DaemonUp(daemonOf(&p)))
 	}
 	return nil
 }
@@ -215,7 +219,7 @@ func Remove(ifname string) error {
 		return err
 	}
 	dropRecord(*old)
-	return Knobs.Release("guard:" + ifname)
+	return Knobs.Release("guard:"+ifname, nft.DaemonUp(daemonOf(old)))
 }
 
 // change moves the kernel from port old's elements (nil: none) to new's
@@ -243,14 +247,14 @@ func change(old, new *Port) error {
 	}
 	defer c.Close(daemon)
 	if new != nil && new.Offline != nil {
-		changed, err := ensureBridgeNetfilter(new.Bridge, new.IfName)
+		crossing, err := ensureBridgeNetfilter(new.Bridge, new.IfName)
 		if err != nil {
 			return err
 		}
 		// With the bridge's switches on, its traffic crosses FORWARD. The
 		// port's hold on the rule, when hostbridge-dhcp took it with the
 		// switches as they are, means the rule was just looked after.
-		if changed || !forward.Held(new.Bridge, new.IfName) {
+		if crossing || !forward.Held(new.Bridge, new.IfName) {
 			if err := forward.Ensure(c, new.Bridge, new.IfName); err != nil {
 				return err
 			}
@@ -465,24 +469,31 @@ func delLogRules(c *nft.Conn, comment string) error {
 // bridge's own switches, never the global sysctls; each goes back when the
 // last offline port on the bridge goes. Loading br_netfilter turns the
 // global switches on: they are put back off at once, so other bridges are
-// untouched.
+// untouched. newlyCrossing reports whether a family's frames cross the IP
+// hooks now that did not before (its global switch off and the bridge's
+// was off): only then can a FORWARD chain start to see them.
 // Equivalent to: `ip link set BR type bridge nf_call_iptables 1 nf_call_ip6tables 1`.
-func ensureBridgeNetfilter(bridge, ifname string) (changed bool, err error) {
+func ensureBridgeNetfilter(bridge, ifname string) (newlyCrossing bool, err error) {
 	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
 		if err := loadBrNetfilter(); err != nil {
 			return false, err
 		}
 	}
-	for _, attr := range []string{"nf_call_iptables", "nf_call_ip6tables"} {
-		p := filepath.Join("/sys/class/net", bridge, "bridge", attr)
-		if b, err := os.ReadFile(p); err != nil || strings.TrimSpace(string(b)) != "1" {
-			changed = true
+	for _, sw := range [][2]string{{"nf_call_iptables", "bridge-nf-call-iptables"}, {"nf_call_ip6tables", "bridge-nf-call-ip6tables"}} {
+		p := filepath.Join("/sys/class/net", bridge, "bridge", sw[0])
+		if !isOn(p) && !isOn("/proc/sys/net/bridge/"+sw[1]) {
+			newlyCrossing = true
 		}
 		if err := Knobs.Need(p, "1", "guard:"+ifname); err != nil {
-			return changed, fmt.Errorf("turning on %s of bridge %s: %w", attr, bridge, err)
+			return newlyCrossing, fmt.Errorf("turning on %s of bridge %s: %w", sw[0], bridge, err)
 		}
 	}
-	return changed, nil
+	return newlyCrossing, nil
+}
+
+func isOn(path string) bool {
+	b, err := os.ReadFile(path)
+	return err == nil && strings.TrimSpace(string(b)) == "1"
 }
 
 // Check verifies port p: both tables hold their rules, and every element

@@ -4,8 +4,10 @@
 //
 // Its state is kept under a directory (in /run, so it goes with a reboot,
 // like the settings): per knob, the value found before the first change and
-// one marker per user; per user, one marker per knob it holds. Callers
-// serialize changes with a lock of their own.
+// one marker per user; per user, one marker per knob it holds. A knob its
+// last user leaves may stay set for a while, for the next user to find it
+// so (a lease daemon puts it back with Tidy). Changes are serialized by a
+// lock file in the directory.
 package hostknob
 
 import (
@@ -14,6 +16,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/lanwire/lanwire/pkg/nft"
 )
 
 // DefaultDir is where the bookkeeping lives.
@@ -27,6 +32,8 @@ func escape(s string) string { return strings.ReplaceAll(strings.TrimPrefix(s, "
 func (k Knobs) knobDir(path string) string { return filepath.Join(k.Dir, "knob", escape(path)) }
 func (k Knobs) userDir(user string) string { return filepath.Join(k.Dir, "user", escape(user)) }
 
+func (k Knobs) lock() (func(), error) { return nft.Lock(filepath.Join(k.Dir, "lock")) }
+
 func read(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	return strings.TrimSpace(string(b)), err
@@ -35,6 +42,11 @@ func read(path string) (string, error) {
 // Need sets the file at path (a sysctl or sysfs attribute) to value on
 // behalf of user, remembering the value it had if no one needed it yet.
 func (k Knobs) Need(path, value, user string) error {
+	unlock, err := k.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	kd := k.knobDir(path)
 	if err := os.MkdirAll(filepath.Join(kd, "users"), 0o700); err != nil {
 		return fmt.Errorf("recording %s: %w", path, err)
@@ -66,11 +78,22 @@ func (k Knobs) Need(path, value, user string) error {
 	return nil
 }
 
-// Release drops every knob user holds; a knob no one holds any more goes
-// back to the value it had (a knob whose file is gone, such as the option
-// of a deleted bridge port, is just forgotten).
-func (k Knobs) Release(user string) error {
+// Release drops every knob user holds. A knob no one holds any more goes
+// back to the value it had, unless keep (nil: never) says a lease daemon
+// will put it back once it has stayed unused for a while (Tidy); a knob
+// whose file is gone, such as the option of a deleted bridge port, is just
+// forgotten, and a bridge port's option is put back at once. keep is asked
+// at most once.
+func (k Knobs) Release(user string, keep func() bool) error {
 	ud := k.userDir(user)
+	if _, err := os.Stat(ud); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	unlock, err := k.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	names, err := os.ReadDir(ud)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -78,24 +101,81 @@ func (k Knobs) Release(user string) error {
 	if err != nil {
 		return err
 	}
+	asked, kept := false, false
+	keepIt := func() bool {
+		if !asked && keep != nil {
+			asked, kept = true, keep()
+		}
+		return kept
+	}
 	var errs []error
 	for _, n := range names {
 		kd := filepath.Join(k.Dir, "knob", n.Name())
 		_ = os.Remove(filepath.Join(kd, "users", escape(user)))
 		if left, _ := os.ReadDir(filepath.Join(kd, "users")); len(left) == 0 {
-			path := "/" + strings.ReplaceAll(n.Name(), "%", "/")
-			if orig, err := read(filepath.Join(kd, "orig")); err == nil {
-				if cur, err := read(path); err == nil && cur != orig {
-					if err := os.WriteFile(path, []byte(orig), 0o644); err != nil {
-						errs = append(errs, fmt.Errorf("putting %s back to %s: %w", path, orig, err))
-					}
-				}
+			if path := knobPath(n.Name()); !lasting(path) || !keepIt() {
+				errs = append(errs, putBack(kd, path))
 			}
-			_ = os.RemoveAll(kd)
 		}
 		_ = os.Remove(filepath.Join(ud, n.Name()))
 	}
 	_ = os.Remove(ud)
+	return errors.Join(errs...)
+}
+
+func knobPath(escaped string) string { return "/" + strings.ReplaceAll(escaped, "%", "/") }
+
+// lasting reports whether the knob at path can be kept for a next user: it
+// exists, and is not an option of a bridge port (the port goes with its
+// container, and a new one of the same name is not the same port).
+func lasting(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil && !strings.Contains(path, "/brport/")
+}
+
+// putBack sets the knob at path back to the value recorded in kd and
+// forgets it.
+func putBack(kd, path string) error {
+	var err error
+	if orig, rerr := read(filepath.Join(kd, "orig")); rerr == nil {
+		if cur, rerr := read(path); rerr == nil && cur != orig {
+			if werr := os.WriteFile(path, []byte(orig), 0o644); werr != nil {
+				err = fmt.Errorf("putting %s back to %s: %w", path, orig, werr)
+			}
+		}
+	}
+	_ = os.RemoveAll(kd)
+	return err
+}
+
+// Tidy puts back the knobs no one has held for grace (those Release kept
+// for the next user).
+func (k Knobs) Tidy(grace time.Duration) error {
+	es, err := os.ReadDir(filepath.Join(k.Dir, "knob"))
+	if err != nil || len(es) == 0 {
+		return nil
+	}
+	var idle []string
+	for _, e := range es {
+		if nft.Idle(filepath.Join(k.Dir, "knob", e.Name(), "users"), grace) {
+			idle = append(idle, e.Name())
+		}
+	}
+	if len(idle) == 0 {
+		return nil
+	}
+	unlock, err := k.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var errs []error
+	for _, name := range idle {
+		kd := filepath.Join(k.Dir, "knob", name)
+		if nft.Idle(filepath.Join(kd, "users"), 0) { // no user came meanwhile
+			errs = append(errs, putBack(kd, knobPath(name)))
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -122,8 +122,9 @@ func Open() (*Conn, error) {
 
 // Close ends the connection. When a lease daemon answers on daemonSocket
 // it is handed the socket and closes it later, so the caller does not wait
-// for the kernel to free what this connection deleted; otherwise the
-// socket is closed here (and the close may take ~10 ms).
+// for the kernel to free what any recent transaction deleted (the kernel
+// makes whoever closes an nf_tables socket wait for that, ~10 ms, whoever
+// deleted it); otherwise the socket is closed here.
 func (c *Conn) Close(daemonSocket string) {
 	if c.dup >= 0 {
 		if daemonSocket != "" {
@@ -149,6 +150,22 @@ func (c *Conn) HandOff(daemonSocket string) bool {
 	unix.Close(c.dup)
 	c.dup, c.handed = -1, true
 	return true
+}
+
+// DaemonUp returns a func reporting whether a lease daemon answers on
+// socket (for hostknob.Knobs.Release: the daemon puts kept settings back).
+func DaemonUp(socket string) func() bool {
+	return func() bool {
+		if socket == "" {
+			return false
+		}
+		conn, err := net.DialTimeout("unix", socket, 200*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		conn.Close()
+		return true
+	}
 }
 
 // AdoptMethod is the request line a socket hand-over carries (with the

@@ -80,15 +80,15 @@ func policy(c *Config, containerID string) *guard.Policy {
 // policy: hostbridge-dhcp's record when it made the port (the lease daemon
 // keeps its addresses current), else one made from prevResult.
 func port(c *Config, args *skel.CmdArgs, prev *current.Result) (guard.Port, error) {
-	hs, err := findHostSide(prev)
+	rec, err := hostBridgeRecord(c, args, prev)
 	if err != nil {
 		return guard.Port{}, err
 	}
-	rec, err := guard.Load(hs.Veth)
-	if err != nil {
-		return guard.Port{}, types.NewError(types.ErrInternal, "reading the port's record", err.Error())
-	}
-	if rec == nil || !rec.HostBridge || rec.Network != c.Name || rec.ContainerID != args.ContainerID {
+	if rec == nil {
+		hs, err := findHostSide(prev)
+		if err != nil {
+			return guard.Port{}, err
+		}
 		mac, err := containerMAC(prev, args.IfName)
 		if err != nil {
 			return guard.Port{}, err
@@ -103,6 +103,25 @@ func port(c *Config, args *skel.CmdArgs, prev *current.Result) (guard.Port, erro
 	}
 	rec.Offline = policy(c, args.ContainerID)
 	return *rec, nil
+}
+
+// hostBridgeRecord is the record hostbridge-dhcp made of this container's
+// port in this network, found by the host-side interface prevResult names
+// (nil when there is none: the bridge plugin made the port).
+func hostBridgeRecord(c *Config, args *skel.CmdArgs, prev *current.Result) (*guard.Port, error) {
+	for _, ifc := range prev.Interfaces {
+		if ifc.Sandbox != "" || ifc.Name == "" {
+			continue
+		}
+		rec, err := guard.Load(ifc.Name)
+		if err != nil {
+			return nil, types.NewError(types.ErrInternal, "reading the port's record", err.Error())
+		}
+		if rec != nil && rec.HostBridge && rec.Network == c.Name && rec.ContainerID == args.ContainerID {
+			return rec, nil
+		}
+	}
+	return nil, nil
 }
 
 func firewallError(err error) error {

@@ -215,7 +215,7 @@ func Publish(args *skel.CmdArgs) (*current.Result, string, error) {
 		Localhost: c.Localhost, Daemon: daemonFor(c, ports)}
 	user := "portmap:" + Owner(c.Name, args.ContainerID)
 	if err := hostSettings(rec, ports, user); err != nil {
-		_ = Knobs.Release(user)
+		_ = Knobs.Release(user, nil)
 		return nil, "", types.NewError(types.ErrInternal, "preparing the host to publish ports", err.Error())
 	}
 	old, err := loadRecord(c.Name, args.ContainerID)
@@ -224,7 +224,7 @@ func Publish(args *skel.CmdArgs) (*current.Result, string, error) {
 	}
 	if err := apply(old, &rec); err != nil {
 		if old == nil {
-			_ = Knobs.Release(user)
+			_ = Knobs.Release(user, nil)
 		}
 		return nil, "", firewallError(err)
 	}
@@ -455,7 +455,7 @@ func flushUDP(ms []Mapping) {
 func remove(r *Record) error {
 	err := apply(r, nil)
 	dropRecord(r.Network, r.ContainerID)
-	return errors.Join(err, Knobs.Release("portmap:"+Owner(r.Network, r.ContainerID)))
+	return errors.Join(err, Knobs.Release("portmap:"+Owner(r.Network, r.ContainerID), nft.DaemonUp(r.Daemon)))
 }
 
 // Del removes the container's mappings and their UDP conntrack entries. It
