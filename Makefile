@@ -13,6 +13,7 @@ CNI_BIN_DIR ?= /opt/cni/bin
 NETAVARK_PLUGIN_DIR ?= /usr/libexec/netavark
 SYSTEMD_DIR ?= /etc/systemd/system
 CNITOOL_VERSION ?= v1.3.0
+CRANE_VERSION ?= v0.22.1
 # Upstream plugins the tests chain behind (and the benchmark compares with).
 UPSTREAM_VERSION ?= v1.9.1
 UPSTREAM_BIN := $(CURDIR)/.upstream/$(UPSTREAM_VERSION)
@@ -35,7 +36,7 @@ LDFLAGS     := -X github.com/lanwire/lanwire/pkg/cli.Version=$(VERSION)
 # they run on any libc.
 # What the plugins and the demo need, and what only the tests add.
 APT_BASE    := nftables iptables dnsmasq-base conntrack iproute2 procps kmod busybox-static
-APT_TEST    := podman runc containerd strace
+APT_TEST    := podman runc containerd strace skopeo
 TEST_TIMEOUT ?= 20m
 
 .PHONY: all dist build install uninstall help test deps deps-base apt-install unit integration test-faults bench fuzz demo demo-clean vet fmt clean
@@ -44,7 +45,7 @@ all: build
 
 build:
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ $(addprefix ./plugins/,$(PLUGINS)) ./plugins/lanwire
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ $(addprefix ./plugins/,$(PLUGINS)) ./plugins/lanwire ./cmd/offline-image
 	$(GO) build -trimpath -o bin/testlan ./integration/cmd/testlan
 	$(GO) build -trimpath -o bin/demo ./integration/cmd/demo
 
@@ -133,9 +134,11 @@ test-faults: deps build
 # bench measures lanwire and the upstream plugins (built at UPSTREAM_VERSION)
 # in the same run on a test LAN: latency, growth, parallel ADDs, daemon
 # memory and CPU. It prints a table and writes bench.json. Knobs:
-# LANWIRE_BENCH_N (50), LANWIRE_BENCH_GROWTH (500), LANWIRE_BENCH_LEASES (1000).
+# LANWIRE_BENCH_N (50), LANWIRE_BENCH_GROWTH (500), LANWIRE_BENCH_LEASES (1000),
+# LANWIRE_BENCH_IMAGE_MB (1024, offline-image's big image; crane side by side).
 bench: deps build
-	LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./integration/
+	@test -x $(GOBIN)/crane || $(GO) install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
+	CRANE=$(GOBIN)/crane LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./integration/
 
 # fuzz runs each fuzz target for FUZZTIME (their seeds also run in `make unit`).
 FUZZTIME ?= 30s

@@ -55,14 +55,14 @@ func TestDist(t *testing.T) {
 			t.Errorf("%s.tgz.sha256 is %q, does not verify the archive", base, line)
 		}
 		files := untar(t, tgz)
-		for _, want := range []string{"./hostbridge-dhcp", "./offline-egress", "./portmap-lite", "./lanwire",
+		for _, want := range []string{"./hostbridge-dhcp", "./offline-egress", "./portmap-lite", "./lanwire", "./offline-image",
 			"./systemd/hostbridge-dhcp.service", "./systemd/hostbridge-dhcp.socket", "./conflist/offline-ports.conflist",
 			"./conflist/kubernetes/daemonset.yaml", "./README.md"} {
 			if _, ok := files[want]; !ok {
 				t.Errorf("%s.tgz has no %s", base, want)
 			}
 		}
-		for _, p := range []string{"./hostbridge-dhcp", "./offline-egress", "./portmap-lite", "./lanwire"} {
+		for _, p := range []string{"./hostbridge-dhcp", "./offline-egress", "./portmap-lite", "./lanwire", "./offline-image"} {
 			f, err := elf.NewFile(bytes.NewReader(files[p]))
 			if err != nil {
 				t.Errorf("%s in %s: %v", p, base, err)
