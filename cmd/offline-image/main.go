@@ -154,7 +154,7 @@ func save(args []string) int {
 		defer fmt.Fprintln(os.Stderr)
 	}
 	if *out == "-" {
-		if _, err := io.Copy(os.Stdout, rd); err != nil {
+		if _, err := io.CopyBuffer(struct{ io.Writer }{os.Stdout}, rd, make([]byte, copyBuffer)); err != nil {
 			fmt.Fprintln(os.Stderr, "\noffline-image save: the tar on stdout is cut short:", err)
 			return 1
 		}
@@ -167,6 +167,10 @@ func save(args []string) int {
 	return 0
 }
 
+// copyBuffer is the size of the writes to the output (fewer system calls
+// than io.Copy's 32 KiB).
+const copyBuffer = 1 << 20
+
 // writeFile writes the archive to a temporary file next to path and renames
 // it into place: path holds a whole archive or nothing.
 func writeFile(path string, rd io.Reader) error {
@@ -174,7 +178,7 @@ func writeFile(path string, rd io.Reader) error {
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(f, rd)
+	_, err = io.CopyBuffer(struct{ io.Writer }{f}, rd, make([]byte, copyBuffer))
 	if err == nil {
 		err = f.Sync()
 	}
