@@ -187,7 +187,7 @@ func metadata(images []*Image) (index, manifest, repos []byte, err error) {
 	var man []legacy
 	rep := map[string]map[string]string{}
 	for _, im := range images {
-		d := v1.Descriptor{MediaType: im.Desc.MediaType, Digest: im.Desc.Digest, Size: int64(len(im.Manifest))}
+		d := v1.Descriptor{MediaType: im.Desc.MediaType, Digest: im.Desc.Digest, Size: int64(len(im.Manifest)), Platform: platformOf(im)}
 		l := legacy{Config: "blobs/sha256/" + im.ConfigDesc.Digest.Hex}
 		for _, ld := range im.Layers {
 			l.Layers = append(l.Layers, "blobs/sha256/"+ld.Digest.Hex)
@@ -217,6 +217,23 @@ func metadata(images []*Image) (index, manifest, repos []byte, err error) {
 	}
 	repos, err = json.Marshal(rep)
 	return index, manifest, repos, err
+}
+
+// platformOf is the image's platform: from the index it was picked from,
+// else from its config.
+func platformOf(im *Image) *v1.Platform {
+	if im.Desc.Platform != nil {
+		return im.Desc.Platform
+	}
+	var c struct {
+		OS           string `json:"os"`
+		Architecture string `json:"architecture"`
+		Variant      string `json:"variant"`
+	}
+	if json.Unmarshal(im.Config, &c) != nil || c.OS == "" || c.Architecture == "" {
+		return nil
+	}
+	return &v1.Platform{OS: c.OS, Architecture: c.Architecture, Variant: c.Variant}
 }
 
 // tagOf is the tag of "name:tag".
