@@ -26,6 +26,9 @@ NERDCTL := $(CURDIR)/.upstream/nerdctl-$(NERDCTL_VERSION)
 CONTAINERD2_VERSION ?= v2.4.2
 CRICTL_VERSION ?= v1.34.0
 CONTAINERD2 := $(CURDIR)/.upstream/containerd-$(CONTAINERD2_VERSION)
+# nerdctl 2 on that containerd 2 (scripts/build-nerdctl2).
+NERDCTL2_VERSION ?= v2.1.3
+NERDCTL2 := $(CURDIR)/.upstream/nerdctl-$(NERDCTL2_VERSION)
 # podman 5 and netavark (Debian 13) for the netavark plugin's tests, in a
 # trixie root of their own: Debian 12 has podman 4.3 only.
 TRIXIE := $(CURDIR)/.upstream/trixie
@@ -101,6 +104,7 @@ deps: deps-base
 		dir=$$($(GO) mod download -json github.com/containerd/containerd/v2@$(CONTAINERD2_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
 		test -n "$$dir" && cd "$$dir" && GOFLAGS=-mod=mod $(GO) build -tags no_btrfs -o $(CONTAINERD2)/ ./cmd/containerd ./cmd/ctr ./cmd/containerd-shim-runc-v2; }
 	@test -x $(CONTAINERD2)/crictl || GOBIN=$(CONTAINERD2) $(GO) install sigs.k8s.io/cri-tools/cmd/crictl@$(CRICTL_VERSION)
+	@test -x $(NERDCTL2) || GO=$(GO) scripts/build-nerdctl2 $(NERDCTL2_VERSION) $(NERDCTL2)
 	@scripts/trixie-root $(TRIXIE)
 
 vet:
@@ -122,7 +126,7 @@ unit: $(TESTSUM)
 
 integration: build $(TESTSUM)
 	@test "$$(id -u)" = 0 || { echo "integration tests need root (network namespaces, bridges, iptables)"; exit 1; }
-	set -o pipefail; CNITOOL=$(GOBIN)/cnitool LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) NERDCTL=$(NERDCTL) TRIXIE_ROOT=$(TRIXIE) CONTAINERD2=$(CONTAINERD2) \
+	set -o pipefail; CNITOOL=$(GOBIN)/cnitool LANWIRE_BIN=$(CURDIR)/bin UPSTREAM_BIN=$(UPSTREAM_BIN) NERDCTL=$(NERDCTL) TRIXIE_ROOT=$(TRIXIE) CONTAINERD2=$(CONTAINERD2) NERDCTL2=$(NERDCTL2) \
 		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -json ./integration/... 2>&1 | $(TESTSUM) -record $(SUMMARY) | tee integration.log
 
 test: deps vet $(TESTSUM)

@@ -11,15 +11,24 @@ import (
 	"time"
 )
 
-// nerdctlEnv is containerd (Debian's 1.6) with its own config, state and
-// socket under a temp dir, and nerdctl (built at a pinned version by
-// `make deps`) talking to it with our plugins and conflist.
+// nerdctlEnv is a containerd with its own config, state and socket under
+// a temp dir, and nerdctl (built at a pinned version by `make deps`)
+// talking to it with our plugins and conflist.
 type nerdctlEnv struct {
 	t    *testing.T
 	args []string
 }
 
-func newNerdctl(t *testing.T, netDir string) *nerdctlEnv {
+// nerdctlSetup is a nerdctl and the containerd it runs on.
+type nerdctlSetup struct {
+	name       string
+	nerdctl    string // its path
+	containerd string // its path
+	path       string // prepended to containerd's PATH (its runc shim)
+}
+
+// nerdctl1 is nerdctl 1.7 (NERDCTL) on Debian's containerd 1.6.
+func nerdctl1(t *testing.T) nerdctlSetup {
 	t.Helper()
 	bin := os.Getenv("NERDCTL")
 	if bin == "" {
@@ -28,7 +37,30 @@ func newNerdctl(t *testing.T, netDir string) *nerdctlEnv {
 	if bin == "" {
 		bin = needTool(t, "nerdctl", "`make deps` builds it (set NERDCTL to its path)")
 	}
-	needTool(t, "containerd", "`make deps` installs it (apt-get install containerd)")
+	return nerdctlSetup{name: "nerdctl 1.7 on containerd 1.6", nerdctl: bin,
+		containerd: needTool(t, "containerd", "`make deps` installs it (apt-get install containerd)")}
+}
+
+// nerdctl2 is nerdctl 2 (NERDCTL2) on containerd 2 (CONTAINERD2).
+func nerdctl2(t *testing.T) nerdctlSetup {
+	t.Helper()
+	dir := containerd2Dir(t)
+	bin := os.Getenv("NERDCTL2")
+	if bin == "" {
+		t.Skip("NERDCTL2 is not set: `make deps` builds nerdctl 2, `make test` sets it")
+	}
+	return nerdctlSetup{name: "nerdctl 2 on containerd 2", nerdctl: bin, containerd: filepath.Join(dir, "containerd"), path: dir}
+}
+
+// newNerdctl is nerdctl 1.7 on containerd 1.6.
+func newNerdctl(t *testing.T, netDir string) *nerdctlEnv {
+	t.Helper()
+	return newNerdctlOn(t, netDir, nerdctl1(t))
+}
+
+func newNerdctlOn(t *testing.T, netDir string, s nerdctlSetup) *nerdctlEnv {
+	t.Helper()
+	bin := s.nerdctl
 	dir := t.TempDir()
 	// nerdctl wants its plugins in one directory, the upstream tuning too.
 	cniBin := filepath.Join(dir, "cni-bin")
@@ -47,8 +79,11 @@ func newNerdctl(t *testing.T, netDir string) *nerdctlEnv {
 		filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock)
 	_ = os.WriteFile(filepath.Join(dir, "config.toml"), []byte(conf), 0o644)
 	logf, _ := os.Create(filepath.Join(dir, "containerd.log"))
-	ctrd := exec.Command("containerd", "--config", filepath.Join(dir, "config.toml"))
+	ctrd := exec.Command(s.containerd, "--config", filepath.Join(dir, "config.toml"))
 	ctrd.Stdout, ctrd.Stderr = logf, logf
+	if s.path != "" {
+		ctrd.Env = append(os.Environ(), "PATH="+s.path+":"+os.Getenv("PATH"))
+	}
 	if err := ctrd.Start(); err != nil {
 		t.Fatalf("starting containerd: %v", err)
 	}
@@ -97,12 +132,24 @@ func (n *nerdctlEnv) run(args ...string) (string, error) {
 }
 
 // nerdctl with containerd runs a container on our conflist: lease from
-// dnsmasq, offline rules, published port, and `nerdctl rm` releases.
+// dnsmasq, offline rules, published port, and `nerdctl rm` releases; with
+// nerdctl 1.7 on containerd 1.6 and nerdctl 2 on containerd 2.
 func TestNerdctl(t *testing.T) {
 	t.Parallel()
+	for i, setup := range []func(*testing.T) nerdctlSetup{nerdctl1, nerdctl2} {
+		port := fmt.Sprint(18790 + i)
+		t.Run(fmt.Sprint(i+1), func(t *testing.T) {
+			t.Parallel()
+			nerdctlOffline(t, setup(t), port)
+		})
+	}
+}
+
+func nerdctlOffline(t *testing.T, s nerdctlSetup, port string) {
+	t.Logf("%s: %s", s.name, s.nerdctl)
 	g := newOfflineGround(t, "2m")
 	netDir, name, plainNet := g.runtimeNetwork(t, "nerdoff")
-	n := newNerdctl(t, netDir)
+	n := newNerdctlOn(t, netDir, s)
 	ctr := "web" + g.lan.ID
 	plain := "plain" + g.lan.ID
 	if out, err := n.run("run", "-d", "--name", plain, "--network", plainNet, "localhost/lanwire-busybox", "sleep", "600"); err != nil {
@@ -110,7 +157,7 @@ func TestNerdctl(t *testing.T) {
 	}
 	// (nerdctl 1.7 refuses --mac-address for network types other than
 	// bridge and macvlan, so the MAC is the one derived by the plugin.)
-	if out, err := n.run("run", "-d", "--name", ctr, "--network", name, "-p", "18790:80",
+	if out, err := n.run("run", "-d", "--name", ctr, "--network", name, "-p", port+":80",
 		"localhost/lanwire-busybox", "httpd", "-f", "-p", "80", "-h", "/www"); err != nil {
 		t.Fatalf("nerdctl run: %v\n%s", err, out)
 	}
@@ -123,7 +170,7 @@ func TestNerdctl(t *testing.T) {
 		t.Fatalf("dnsmasq holds no lease for the container's MAC %s:\n%s", mac, g.lan.Log())
 	}
 	lanNS := filepath.Base(filepath.Join("/var/run/netns", g.lan.LANNS))
-	if out, err := exec.Command("ip", "netns", "exec", lanNS, "timeout", "3", "busybox", "wget", "-q", "-O", "-", "http://"+g.lan.HostAddr+":18790/").CombinedOutput(); err != nil || !strings.Contains(string(out), "hello from nerdctl") {
+	if out, err := exec.Command("ip", "netns", "exec", lanNS, "timeout", "3", "busybox", "wget", "-q", "-O", "-", "http://"+g.lan.HostAddr+":"+port+"/").CombinedOutput(); err != nil || !strings.Contains(string(out), "hello from nerdctl") {
 		t.Errorf("published port from a LAN client: %v %s", err, out)
 	}
 	greet := func(host, port string) (string, error) { return greets(n.run, ctr, host, port) }
