@@ -47,15 +47,20 @@ APT_BASE    := nftables iptables dnsmasq-base conntrack iproute2 procps kmod bus
 APT_TEST    := podman runc containerd strace skopeo
 TEST_TIMEOUT ?= 20m
 
-.PHONY: all dist build install uninstall help test deps deps-base apt-install unit integration test-faults bench fuzz demo demo-clean vet fmt clean
+.PHONY: all dist build image install uninstall help test deps deps-base apt-install unit integration test-faults bench fuzz demo demo-clean vet fmt clean
 
 all: build
 
 build:
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ $(addprefix ./plugins/,$(PLUGINS)) ./plugins/lanwire ./cmd/offline-image
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/ $(addprefix ./plugins/,$(PLUGINS)) ./plugins/lanwire ./cmd/offline-image ./cmd/lanwire-image
 	$(GO) build -trimpath -o bin/testlan ./integration/cmd/testlan
 	$(GO) build -trimpath -o bin/demo ./integration/cmd/demo
+
+# image builds lanwire's node image (conflist/kubernetes/daemonset.yaml)
+# from the static binaries, without Docker.
+image: build
+	bin/lanwire-image -bin bin -tag lanwire:$(VERSION) -o bin/lanwire-image.tar
 
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR)

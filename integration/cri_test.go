@@ -78,8 +78,14 @@ func criImages(t *testing.T, dir string) (pause, app, tar string) {
 }
 
 // startCRI starts containerd 2 with the CRI on conflists in netDir and
-// sandbox image pause.
+// sandbox image pause, with lanwire's and the upstream plugins.
 func startCRI(t *testing.T, bin, netDir, pause string) *cri {
+	t.Helper()
+	return startCRIWith(t, bin, netDir, pause, binDir, upstreamDir)
+}
+
+// startCRIWith is startCRI with the plugins from pluginDirs.
+func startCRIWith(t *testing.T, bin, netDir, pause string, pluginDirs ...string) *cri {
 	t.Helper()
 	dir := t.TempDir()
 	c := &cri{t: t, dir: dir, sock: filepath.Join(dir, "containerd.sock"), bin: bin}
@@ -97,7 +103,7 @@ state = %q
   # go below its own (a container, a CI job).
   restrict_oom_score_adj = true
   [plugins.'io.containerd.cri.v1.runtime'.cni]
-    bin_dirs = [%q, %q]
+    bin_dirs = [%s]
     conf_dir = %q
     max_conf_num = 1
     use_internal_loopback = true
@@ -108,7 +114,7 @@ state = %q
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
         BinaryName = "runc"
         SystemdCgroup = false
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, pause, binDir, upstreamDir, netDir)
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), c.sock, pause, quoted(pluginDirs), netDir)
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

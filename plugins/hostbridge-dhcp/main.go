@@ -11,6 +11,7 @@ import (
 
 	"github.com/lanwire/lanwire/pkg/cli"
 	"github.com/lanwire/lanwire/pkg/hostbridge"
+	"github.com/lanwire/lanwire/pkg/install"
 )
 
 func init() {
@@ -26,6 +27,7 @@ func main() {
 			{Name: "daemon", Summary: "run the lease daemon (systemd starts it, or the first ADD)", Run: func(args []string, _ io.Writer) int { return hostbridge.DaemonMain(args) }},
 			{Name: "leases", Summary: "list the leases the daemon holds (--json for machines)", Run: hostbridge.LeasesMain},
 			{Name: "doctor", Summary: "say why a container gets no lease, and how to fix it", Run: hostbridge.DoctorMain},
+			{Name: "install", Summary: "copy lanwire's binaries into a CNI plugin directory, each atomically", Run: install.Main},
 		},
 		CNI: skel.CNIFuncs{Add: hostbridge.Add, Del: hostbridge.Del, Check: hostbridge.Check, Status: hostbridge.Status, GC: hostbridge.GC},
 	}.Main()
