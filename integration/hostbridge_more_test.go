@@ -120,6 +120,19 @@ func TestForwardDrop(t *testing.T) {
 	if out, err := nsRun(a.Netns, "busybox", "ping", "-c", "1", "-W", "2", l.Router); err != nil {
 		t.Errorf("container cannot reach the router: %v\n%s", err, out)
 	}
+	// A second container trusts the rule the first put in; removed by
+	// hand, the rule comes back at the daemon's next poll.
+	b := attach{ID: "fwd2", Netns: container(t, l)}
+	n.MustAdd(b)
+	if out, err := exec.Command("iptables", append([]string{"-D", "FORWARD"}, forward.Rule(l.Bridge)...)...).CombinedOutput(); err != nil {
+		t.Fatalf("removing the rule by hand: %v %s", err, out)
+	}
+	waitFor(t, 2*pollInterval+time.Second, "the daemon to put back the FORWARD rule containers need", func() bool {
+		return exec.Command("iptables", check...).Run() == nil
+	})
+	if err := n.Del(b); err != nil {
+		t.Fatal(err)
+	}
 	if err := n.Del(a); err != nil {
 		t.Fatal(err)
 	}

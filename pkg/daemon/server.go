@@ -563,8 +563,9 @@ func (s *Server) drainPending() {
 	}
 }
 
-// tidy deletes lanwire's tables no container has needed for grace, and
-// puts back the host settings no container has needed for as long.
+// tidy deletes lanwire's tables no container has needed for grace, puts
+// back the host settings no container has needed for as long, and puts
+// back a FORWARD rule containers need that was removed.
 func (s *Server) tidy(grace time.Duration) {
 	if err := guard.Tidy(grace); err != nil {
 		s.log.Printf("removing unused firewall tables: %v", err)
@@ -574,6 +575,9 @@ func (s *Server) tidy(grace time.Duration) {
 	}
 	if err := forward.Tidy(grace); err != nil {
 		s.log.Printf("removing unused FORWARD rules: %v", err)
+	}
+	if err := forward.Recheck(); err != nil {
+		s.log.Printf("checking the FORWARD rules containers need: %v", err)
 	}
 	if err := guard.Knobs.Tidy(grace); err != nil {
 		s.log.Printf("putting back host settings no container needs: %v", err)

@@ -105,8 +105,11 @@ func hold(bridge, port string) error {
 // Ensure puts the bridge's rule at the top of FORWARD for port (a
 // container's host veth), for each family whose bridged frames cross the
 // IP hooks and whose FORWARD chain exists. Other rules and policies are
-// left alone. The common case, the rule in place, costs netlink requests
-// and no process.
+// left alone. The first port on a bridge looks for the rule (netlink
+// requests, no process) and inserts what is missing; the next ones, while
+// other ports hold it, only record their hold: the lease daemon looks
+// again at every bridge some port holds at each poll (Recheck), so a rule
+// removed by hand comes back.
 // Equivalent to: `iptables -I FORWARD -i BR -o BR -j ACCEPT`.
 func Ensure(c *nft.Conn, bridge, port string) error {
 	unlock, err := lock()
@@ -114,9 +117,18 @@ func Ensure(c *nft.Conn, bridge, port string) error {
 		return err
 	}
 	defer unlock()
+	othersHold := !nft.Idle(filepath.Join(Dir, bridge), 0)
 	if err := hold(bridge, port); err != nil {
 		return fmt.Errorf("recording the FORWARD rule's user: %w", err)
 	}
+	if othersHold {
+		return nil
+	}
+	return ensure(c, bridge)
+}
+
+// ensure looks for the bridge's rule and inserts it where it is missing.
+func ensure(c *nft.Conn, bridge string) error {
 	var missing []family
 	for _, f := range families {
 		if !f.crosses(bridge) {
@@ -140,6 +152,43 @@ func Ensure(c *nft.Conn, bridge, port string) error {
 		return fmt.Errorf("bridged traffic of %s crosses the FORWARD chain; letting it through: %w", bridge, err)
 	}
 	return nil
+}
+
+// Recheck puts the rule back for each bridge some port holds, where it is
+// missing (removed by hand, or by a tool that rewrote FORWARD); the lease
+// daemon calls it at each poll.
+func Recheck() error {
+	es, err := os.ReadDir(Dir)
+	if err != nil {
+		return nil
+	}
+	var held []string
+	for _, e := range es {
+		if e.IsDir() && !nft.Idle(filepath.Join(Dir, e.Name()), 0) {
+			held = append(held, e.Name())
+		}
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	unlock, err := lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	c, err := nft.Open()
+	if err != nil {
+		return err
+	}
+	defer c.Close("")
+	var errs []error
+	for _, bridge := range held {
+		if _, err := os.Stat(filepath.Join("/sys/class/net", bridge)); err != nil {
+			continue // the bridge is gone; GC prunes its holders
+		}
+		errs = append(errs, ensure(c, bridge))
+	}
+	return errors.Join(errs...)
 }
 
 // rule is the bridge's rule for family f, expression for expression as
