@@ -195,6 +195,7 @@ help:
 	@echo "make install    binaries to $(CNI_BIN_DIR), systemd units to $(SYSTEMD_DIR)"
 	@echo "make uninstall  removes what install put there"
 	@echo "make dist       release archives (linux amd64, arm64) with .sha256 and SBOM in dist/"
-	@echo "make bench      lanwire against the upstream plugins, same run (root, ~25 min)"
+	@echo "make image      the Kubernetes node image (bin/lanwire-image.tar, no Docker needed)"
+	@echo "make bench      lanwire against the upstream plugins, same run (root, ~35 min)"
 	@echo "make test-faults  the reliability suite only;  make fuzz  the fuzz targets"
 	@echo "make demo-clean   removes what an interrupted demo or testlan left"
