@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"bytes"
-	"crypto/sha256"
 	"fmt"
 	"os"
 	"os/exec"
@@ -71,7 +69,7 @@ func TestKubernetesImage(t *testing.T) {
 	run("--rm", "--mount", bind(cniBin, "/host/opt/cni/bin", "rw"), "docker.io/library/lanwire:test", "install-"+g.lan.ID,
 		"/lanwire/hostbridge-dhcp", "install", "--to", "/host/opt/cni/bin")
 	for _, p := range []string{"hostbridge-dhcp", "offline-egress", "portmap-lite", "lanwire"} {
-		if got, want := fileSum(t, filepath.Join(cniBin, p)), fileSum(t, plugin(p)); got != want {
+		if got, want := sha256File(t, filepath.Join(cniBin, p)), sha256File(t, plugin(p)); got != want {
 			t.Errorf("the installed %s differs from the built one", p)
 		}
 	}
@@ -129,14 +127,4 @@ func TestKubernetesImage(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the containerized daemon to release the pod's lease", func() bool { _, ok := g.lan.LeaseFor(mac); return !ok })
 	_, _ = c.crictl("rmp", podID)
-}
-
-func fileSum(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := sha256.Sum256(b)
-	return string(bytes.TrimSpace([]byte(fmt.Sprintf("%x", s))))
 }

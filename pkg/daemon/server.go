@@ -574,10 +574,7 @@ func (s *Server) tidy(grace time.Duration) {
 		s.log.Printf("removing the unused port-mapping table: %v", err)
 	}
 	if err := forward.Tidy(grace); err != nil {
-		s.log.Printf("removing unused FORWARD rules: %v", err)
-	}
-	if err := forward.Recheck(); err != nil {
-		s.log.Printf("checking the FORWARD rules containers need: %v", err)
+		s.log.Printf("keeping the FORWARD rules as containers need them: %v", err)
 	}
 	if err := guard.Knobs.Tidy(grace); err != nil {
 		s.log.Printf("putting back host settings no container needs: %v", err)

@@ -108,7 +108,7 @@ func hold(bridge, port string) error {
 // left alone. The first port on a bridge looks for the rule (netlink
 // requests, no process) and inserts what is missing; the next ones, while
 // other ports hold it, only record their hold: the lease daemon looks
-// again at every bridge some port holds at each poll (Recheck), so a rule
+// again at every bridge some port holds at each poll (Tidy), so a rule
 // removed by hand comes back.
 // Equivalent to: `iptables -I FORWARD -i BR -o BR -j ACCEPT`.
 func Ensure(c *nft.Conn, bridge, port string) error {
@@ -152,43 +152,6 @@ func ensure(c *nft.Conn, bridge string) error {
 		return fmt.Errorf("bridged traffic of %s crosses the FORWARD chain; letting it through: %w", bridge, err)
 	}
 	return nil
-}
-
-// Recheck puts the rule back for each bridge some port holds, where it is
-// missing (removed by hand, or by a tool that rewrote FORWARD); the lease
-// daemon calls it at each poll.
-func Recheck() error {
-	es, err := os.ReadDir(Dir)
-	if err != nil {
-		return nil
-	}
-	var held []string
-	for _, e := range es {
-		if e.IsDir() && !nft.Idle(filepath.Join(Dir, e.Name()), 0) {
-			held = append(held, e.Name())
-		}
-	}
-	if len(held) == 0 {
-		return nil
-	}
-	unlock, err := lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	c, err := nft.Open()
-	if err != nil {
-		return err
-	}
-	defer c.Close("")
-	var errs []error
-	for _, bridge := range held {
-		if _, err := os.Stat(filepath.Join("/sys/class/net", bridge)); err != nil {
-			continue // the bridge is gone; GC prunes its holders
-		}
-		errs = append(errs, ensure(c, bridge))
-	}
-	return errors.Join(errs...)
 }
 
 // rule is the bridge's rule for family f, expression for expression as
@@ -251,21 +214,17 @@ func remove(c *nft.Conn, bridge string) error {
 	return errors.Join(errs...)
 }
 
-// Tidy removes the rules of bridges no port has needed for grace (what
-// Release left to a lease daemon, which calls Tidy).
+// Tidy keeps each bridge's rule as its ports need it (the lease daemon
+// calls it at each poll): a bridge no port has needed for grace (what
+// Release left to the daemon) loses its rule; a bridge some port holds
+// gets it back where it is missing (removed by hand, or by a tool that
+// rewrote FORWARD).
 func Tidy(grace time.Duration) error {
 	es, err := os.ReadDir(Dir)
 	if err != nil {
 		return nil
 	}
-	var idle []string
-	for _, e := range es {
-		d := filepath.Join(Dir, e.Name())
-		if e.IsDir() && nft.Idle(d, grace) {
-			idle = append(idle, e.Name())
-		}
-	}
-	if len(idle) == 0 {
+	if len(es) == 0 {
 		return nil
 	}
 	unlock, err := lock()
@@ -279,16 +238,21 @@ func Tidy(grace time.Duration) error {
 	}
 	defer c.Close("")
 	var errs []error
-	for _, bridge := range idle {
-		d := filepath.Join(Dir, bridge)
-		if !nft.Idle(d, 0) { // a port came meanwhile
-			continue
+	for _, e := range es {
+		bridge, d := e.Name(), filepath.Join(Dir, e.Name())
+		switch {
+		case !e.IsDir():
+		case nft.Idle(d, grace):
+			if err := remove(c, bridge); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			_ = os.Remove(d)
+		case !nft.Idle(d, 0):
+			if _, err := os.Stat(filepath.Join("/sys/class/net", bridge)); err == nil {
+				errs = append(errs, ensure(c, bridge))
+			} // a bridge that is gone: GC prunes its holders
 		}
-		if err := remove(c, bridge); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		_ = os.Remove(d)
 	}
 	return errors.Join(errs...)
 }
