@@ -225,12 +225,18 @@ func platformOf(im *Image) *v1.Platform {
 	if im.Desc.Platform != nil {
 		return im.Desc.Platform
 	}
+	return configPlatform(im.Config)
+}
+
+// configPlatform is the platform an image config names, nil when it names
+// none.
+func configPlatform(cfg []byte) *v1.Platform {
 	var c struct {
 		OS           string `json:"os"`
 		Architecture string `json:"architecture"`
 		Variant      string `json:"variant"`
 	}
-	if json.Unmarshal(im.Config, &c) != nil || c.OS == "" || c.Architecture == "" {
+	if json.Unmarshal(cfg, &c) != nil || c.OS == "" || c.Architecture == "" {
 		return nil
 	}
 	return &v1.Platform{OS: c.OS, Architecture: c.Architecture, Variant: c.Variant}

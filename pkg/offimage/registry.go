@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -243,17 +242,8 @@ func (r *Registry) resolve(ctx context.Context, ref name.Reference, platform *v1
 		return nil, fmt.Errorf("fetching the config of %s: %w", ref, err)
 	}
 	im.Config = cfg
-	if platform != nil {
-		var c struct {
-			OS           string `json:"os"`
-			Architecture string `json:"architecture"`
-			Variant      string `json:"variant"`
-		}
-		_ = json.Unmarshal(cfg, &c)
-		got := &v1.Platform{OS: c.OS, Architecture: c.Architecture, Variant: c.Variant}
-		if c.OS != "" && !matches(got, platform) {
-			return nil, fmt.Errorf("%s: %w: %s asked for, the image is %s only", ref, ErrPlatform, platformString(platform), platformString(got))
-		}
+	if got := configPlatform(cfg); platform != nil && got != nil && !matches(got, platform) {
+		return nil, fmt.Errorf("%s: %w: %s asked for, the image is %s only", ref, ErrPlatform, platformString(platform), platformString(got))
 	}
 	return im, nil
 }
@@ -360,34 +350,29 @@ func (r *Registry) Open(ctx context.Context, b *Blob, from, to int64) (io.ReadCl
 		cancel()
 		return nil, fmt.Errorf("fetching blob %s: %w", b.Digest, err)
 	}
-	body := io.Reader(resp.Body)
+	bb := &blobBody{stallReader: stallReader{r: resp.Body, timer: timer, stall: stall}, left: to - from, body: resp.Body, cancel: cancel, digest: b.Digest}
+	fail := func(format string, a ...any) (io.ReadCloser, error) {
+		bb.Close()
+		return nil, fmt.Errorf("fetching blob %s: "+format, append([]any{b.Digest}, a...)...)
+	}
 	switch {
 	case resp.StatusCode == http.StatusPartialContent && ranged:
 		var start int64 = -1
 		fmt.Sscanf(resp.Header.Get("Content-Range"), "bytes %d-", &start)
 		if start != from {
-			resp.Body.Close()
-			timer.Stop()
-			cancel()
-			return nil, fmt.Errorf("fetching blob %s: asked for bytes from %d, the registry sent from %d", b.Digest, from, start)
+			return fail("asked for bytes from %d, the registry sent from %d", from, start)
 		}
 	case resp.StatusCode == http.StatusOK:
 		if from > 0 { // the registry ignored the range: skip to it
-			if _, err := io.CopyN(io.Discard, &stallReader{r: body, timer: timer, stall: stall}, from); err != nil {
-				resp.Body.Close()
-				timer.Stop()
-				cancel()
-				return nil, fmt.Errorf("fetching blob %s: %w", b.Digest, err)
+			if _, err := io.CopyN(io.Discard, &bb.stallReader, from); err != nil {
+				return fail("%w", err)
 			}
 		}
 	default:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		resp.Body.Close()
-		timer.Stop()
-		cancel()
-		return nil, fmt.Errorf("fetching blob %s: %s: %s", b.Digest, resp.Status, strings.TrimSpace(string(msg)))
+		return fail("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
-	return &blobBody{stallReader: stallReader{r: body, timer: timer, stall: stall}, left: to - from, body: resp.Body, cancel: cancel, digest: b.Digest}, nil
+	return bb, nil
 }
 
 // stallReader resets the stall timer at each read.
