@@ -20,6 +20,7 @@ import (
 	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 
+	"github.com/lanwire/lanwire/pkg/marker"
 	"github.com/lanwire/lanwire/pkg/nft"
 )
 
@@ -95,11 +96,7 @@ func Held(bridge, port string) bool {
 }
 
 func hold(bridge, port string) error {
-	d := filepath.Join(Dir, bridge)
-	if err := os.MkdirAll(d, 0o700); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(d, port), nil, 0o600)
+	return marker.Set(filepath.Join(Dir, bridge, port), Dir+".marker")
 }
 
 // Ensure puts the bridge's rule at the top of FORWARD for port (a

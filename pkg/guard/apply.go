@@ -18,11 +18,13 @@ import (
 
 	"github.com/lanwire/lanwire/pkg/forward"
 	"github.com/lanwire/lanwire/pkg/hostknob"
+	"github.com/lanwire/lanwire/pkg/marker"
 	"github.com/lanwire/lanwire/pkg/nft"
 )
 
 // Dir holds the port records (one JSON file per guarded port), the
-// markers of active and offline ports, and an index by container. The
+// markers of active and offline ports, and an index by container (a hard
+// link to the port's first record, which names the port). The
 // kernel's tables are built from the records: a table found missing (a
 // `flush ruleset`, say) is rebuilt with every port's elements.
 var Dir = "/run/lanwire/guard"
@@ -34,12 +36,31 @@ var Knobs = hostknob.Knobs{Dir: hostknob.DefaultDir}
 const DefaultDaemon = "/run/cni/hostbridge-dhcp.sock"
 
 func portFile(ifname string) string { return filepath.Join(Dir, "ports", ifname+".json") }
-func marker(kind, ifname string) string {
+func markerPath(kind, ifname string) string {
 	return filepath.Join(Dir, kind, ifname)
 }
 func idFile(network, id string) string {
 	s := sha256.Sum256([]byte(network + "\x00" + id))
 	return filepath.Join(Dir, "ids", hex.EncodeToString(s[:12]))
+}
+func anchor() string { return filepath.Join(Dir, ".marker") }
+
+// indexed returns the port name a container's index entry gives: a
+// record's (a link to the port's record) or, as an earlier layout wrote
+// it, the name itself.
+func indexed(network, id string) (string, error) {
+	b, err := os.ReadFile(idFile(network, id))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > 0 && b[0] == '{' {
+		var p Port
+		if err := json.Unmarshal(b, &p); err != nil {
+			return "", fmt.Errorf("reading %s: %w", idFile(network, id), err)
+		}
+		return p.IfName, nil
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // Lock serializes changes to the guard's tables and records.
@@ -67,14 +88,14 @@ func Load(ifname string) (*Port, error) {
 
 // Find returns the record of a container's port, nil when there is none.
 func Find(network, containerID string) (*Port, error) {
-	b, err := os.ReadFile(idFile(network, containerID))
+	ifname, err := indexed(network, containerID)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	p, err := Load(strings.TrimSpace(string(b)))
+	p, err := Load(ifname)
 	if p != nil && (p.Network != network || p.ContainerID != containerID) {
 		return nil, nil
 	}
@@ -119,7 +140,10 @@ func othersIn(kind, ifname string) bool {
 	return false
 }
 
-func writeRecord(p Port) error {
+// writeRecord records port p, whose record was old (nil: none). Only the
+// record is a new file: markers and the index entry are links, set when
+// they change.
+func writeRecord(old *Port, p Port) error {
 	if err := os.MkdirAll(filepath.Join(Dir, "ports"), 0o700); err != nil {
 		return err
 	}
@@ -139,30 +163,33 @@ func writeRecord(p Port) error {
 			return err
 		}
 	}
-	if err := os.MkdirAll(filepath.Join(Dir, "ids"), 0o700); err != nil {
+	if old != nil && old.Network == p.Network && old.ContainerID == p.ContainerID {
+		if name, err := indexed(p.Network, p.ContainerID); err == nil && name == p.IfName {
+			return nil
+		}
+	}
+	idf := idFile(p.Network, p.ContainerID)
+	if err := marker.Clear(idf); err != nil {
 		return err
 	}
-	return os.WriteFile(idFile(p.Network, p.ContainerID), []byte(p.IfName), 0o600)
+	if err := os.MkdirAll(filepath.Dir(idf), 0o700); err != nil {
+		return err
+	}
+	return os.Link(portFile(p.IfName), idf)
 }
 
 func setMarker(kind, ifname string, on bool) error {
 	if !on {
-		if err := os.Remove(marker(kind, ifname)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		return nil
+		return marker.Clear(markerPath(kind, ifname))
 	}
-	if err := os.MkdirAll(filepath.Join(Dir, kind), 0o700); err != nil {
-		return err
-	}
-	return os.WriteFile(marker(kind, ifname), nil, 0o600)
+	return marker.Set(markerPath(kind, ifname), anchor())
 }
 
 func dropRecord(p Port) {
 	os.Remove(portFile(p.IfName))
-	os.Remove(marker("active", p.IfName))
-	os.Remove(marker("offline", p.IfName))
-	if b, err := os.ReadFile(idFile(p.Network, p.ContainerID)); err == nil && string(b) == p.IfName {
+	os.Remove(markerPath("active", p.IfName))
+	os.Remove(markerPath("offline", p.IfName))
+	if name, err := indexed(p.Network, p.ContainerID); err == nil && name == p.IfName {
 		os.Remove(idFile(p.Network, p.ContainerID))
 	}
 }
@@ -190,15 +217,15 @@ func Apply(p Port) error {
 	}
 	if err := change(old, &p); err != nil {
 		if old == nil || old.Offline == nil {
-			_ = Knobs.Release("guard:"+p.IfName, nil) // what ensureBridgeNetfilter turned on
+			_ = Knobs.Release("guard:"+p.IfName, nil, bridgeKnobs(p.Bridge)...) // what ensureBridgeNetfilter turned on
 		}
 		return err
 	}
-	if err := writeRecord(p); err != nil {
+	if err := writeRecord(old, p); err != nil {
 		return fmt.Errorf("recording port %s: %w", p.IfName, err)
 	}
-	if p.Offline == nil {
-		return Knobs.Release("guard:"+p.IfName, nft.DaemonUp(daemonOf(&p)))
+	if p.Offline == nil && old != nil && old.Offline != nil {
+		return Knobs.Release("guard:"+p.IfName, nft.DaemonUp(daemonOf(&p)), bridgeKnobs(old.Bridge)...)
 	}
 	return nil
 }
@@ -219,7 +246,10 @@ func Remove(ifname string) error {
 		return err
 	}
 	dropRecord(*old)
-	return Knobs.Release("guard:"+ifname, nft.DaemonUp(daemonOf(old)))
+	if old.Offline == nil {
+		return nil
+	}
+	return Knobs.Release("guard:"+ifname, nft.DaemonUp(daemonOf(old)), bridgeKnobs(old.Bridge)...)
 }
 
 // change moves the kernel from port old's elements (nil: none) to new's
@@ -479,16 +509,24 @@ func ensureBridgeNetfilter(bridge, ifname string) (newlyCrossing bool, err error
 			return false, err
 		}
 	}
-	for _, sw := range [][2]string{{"nf_call_iptables", "bridge-nf-call-iptables"}, {"nf_call_ip6tables", "bridge-nf-call-ip6tables"}} {
-		p := filepath.Join("/sys/class/net", bridge, "bridge", sw[0])
-		if !isOn(p) && !isOn("/proc/sys/net/bridge/"+sw[1]) {
+	for i, sw := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables"} {
+		p := bridgeKnobs(bridge)[i]
+		if !isOn(p) && !isOn("/proc/sys/net/bridge/"+sw) {
 			newlyCrossing = true
 		}
 		if err := Knobs.Need(p, "1", "guard:"+ifname); err != nil {
-			return newlyCrossing, fmt.Errorf("turning on %s of bridge %s: %w", sw[0], bridge, err)
+			return newlyCrossing, fmt.Errorf("turning on %s of bridge %s: %w", filepath.Base(p), bridge, err)
 		}
 	}
 	return newlyCrossing, nil
+}
+
+// bridgeKnobs are the bridge's switches ensureBridgeNetfilter turns on.
+func bridgeKnobs(bridge string) []string {
+	return []string{
+		filepath.Join("/sys/class/net", bridge, "bridge", "nf_call_iptables"),
+		filepath.Join("/sys/class/net", bridge, "bridge", "nf_call_ip6tables"),
+	}
 }
 
 func isOn(path string) bool {
@@ -782,7 +820,7 @@ func MoveAddr(ifname string, old, new, server net.IP) error {
 	if err := change(rec, &p); err != nil {
 		return err
 	}
-	return writeRecord(p)
+	return writeRecord(rec, p)
 }
 
 // loadBrNetfilter loads br_netfilter and turns the global switches that

@@ -4,10 +4,10 @@
 //
 // Its state is kept under a directory (in /run, so it goes with a reboot,
 // like the settings): per knob, the value found before the first change and
-// one marker per user; per user, one marker per knob it holds. A knob its
-// last user leaves may stay set for a while, for the next user to find it
-// so (a lease daemon puts it back with Tidy). Changes are serialized by a
-// lock file in the directory.
+// one marker per user (a hard link, see package marker: no inode per
+// container). A knob its last user leaves may stay set for a while, for the
+// next user to find it so (a lease daemon puts it back with Tidy). Changes
+// are serialized by a lock file in the directory.
 package hostknob
 
 import (
@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lanwire/lanwire/pkg/marker"
 	"github.com/lanwire/lanwire/pkg/nft"
 )
 
@@ -30,7 +31,11 @@ type Knobs struct{ Dir string }
 func escape(s string) string { return strings.ReplaceAll(strings.TrimPrefix(s, "/"), "/", "%") }
 
 func (k Knobs) knobDir(path string) string { return filepath.Join(k.Dir, "knob", escape(path)) }
+
+// userDir is where an earlier layout listed a user's knobs (still read by
+// Release, for the users of a host upgraded with containers running).
 func (k Knobs) userDir(user string) string { return filepath.Join(k.Dir, "user", escape(user)) }
+func (k Knobs) anchor() string             { return filepath.Join(k.Dir, ".marker") }
 
 func (k Knobs) lock() (func(), error) { return nft.Lock(filepath.Join(k.Dir, "lock")) }
 
@@ -48,26 +53,21 @@ func (k Knobs) Need(path, value, user string) error {
 	}
 	defer unlock()
 	kd := k.knobDir(path)
-	if err := os.MkdirAll(filepath.Join(kd, "users"), 0o700); err != nil {
-		return fmt.Errorf("recording %s: %w", path, err)
-	}
 	cur, err := read(path)
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", path, err)
 	}
 	orig := filepath.Join(kd, "orig")
 	if _, err := os.Stat(orig); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Join(kd, "users"), 0o700); err != nil {
+			return fmt.Errorf("recording %s: %w", path, err)
+		}
 		if err := os.WriteFile(orig, []byte(cur), 0o600); err != nil {
 			return fmt.Errorf("recording %s: %w", path, err)
 		}
 	}
-	if err := os.MkdirAll(k.userDir(user), 0o700); err != nil {
+	if err := marker.Set(filepath.Join(kd, "users", escape(user)), k.anchor()); err != nil {
 		return fmt.Errorf("recording %s: %w", path, err)
-	}
-	for _, m := range []string{filepath.Join(kd, "users", escape(user)), filepath.Join(k.userDir(user), escape(path))} {
-		if err := os.WriteFile(m, nil, 0o600); err != nil {
-			return fmt.Errorf("recording %s: %w", path, err)
-		}
 	}
 	if cur == value {
 		return nil
@@ -78,15 +78,29 @@ func (k Knobs) Need(path, value, user string) error {
 	return nil
 }
 
-// Release drops every knob user holds. A knob no one holds any more goes
-// back to the value it had, unless keep (nil: never) says a lease daemon
-// will put it back once it has stayed unused for a while (Tidy); a knob
-// whose file is gone, such as the option of a deleted bridge port, is just
-// forgotten, and a bridge port's option is put back at once. keep is asked
-// at most once.
-func (k Knobs) Release(user string, keep func() bool) error {
-	ud := k.userDir(user)
-	if _, err := os.Stat(ud); errors.Is(err, os.ErrNotExist) {
+// Release drops the knobs user holds: those at paths, or when none are
+// given, every knob (a user that does not know what it asked for, as after
+// a failure). A knob no one holds any more goes back to the value it had,
+// unless keep (nil: never) says a lease daemon will put it back once it has
+// stayed unused for a while (Tidy); a knob whose file is gone, such as the
+// option of a deleted bridge port, is just forgotten, and a bridge port's
+// option is put back at once. keep is asked at most once.
+func (k Knobs) Release(user string, keep func() bool, paths ...string) error {
+	names := map[string]bool{}
+	for _, p := range paths {
+		names[escape(p)] = true
+	}
+	legacy, _ := os.ReadDir(k.userDir(user))
+	for _, e := range legacy {
+		names[e.Name()] = true
+	}
+	if len(paths) == 0 && len(legacy) == 0 {
+		all, _ := os.ReadDir(filepath.Join(k.Dir, "knob"))
+		for _, e := range all {
+			names[e.Name()] = true
+		}
+	}
+	if len(names) == 0 {
 		return nil
 	}
 	unlock, err := k.lock()
@@ -94,13 +108,6 @@ func (k Knobs) Release(user string, keep func() bool) error {
 		return err
 	}
 	defer unlock()
-	names, err := os.ReadDir(ud)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
 	asked, kept := false, false
 	keepIt := func() bool {
 		if !asked && keep != nil {
@@ -109,17 +116,20 @@ func (k Knobs) Release(user string, keep func() bool) error {
 		return kept
 	}
 	var errs []error
-	for _, n := range names {
-		kd := filepath.Join(k.Dir, "knob", n.Name())
-		_ = os.Remove(filepath.Join(kd, "users", escape(user)))
-		if left, _ := os.ReadDir(filepath.Join(kd, "users")); len(left) == 0 {
-			if path := knobPath(n.Name()); !lasting(path) || !keepIt() {
+	for n := range names {
+		kd := filepath.Join(k.Dir, "knob", n)
+		if os.Remove(filepath.Join(kd, "users", escape(user))) != nil {
+			continue // not held by user
+		}
+		if nft.Idle(filepath.Join(kd, "users"), 0) {
+			if path := knobPath(n); !lasting(path) || !keepIt() {
 				errs = append(errs, putBack(kd, path))
 			}
 		}
-		_ = os.Remove(filepath.Join(ud, n.Name()))
 	}
-	_ = os.Remove(ud)
+	if len(legacy) > 0 {
+		_ = os.RemoveAll(k.userDir(user))
+	}
 	return errors.Join(errs...)
 }
 
@@ -177,14 +187,4 @@ func (k Knobs) Tidy(grace time.Duration) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// Users lists the users holding knobs (for GC).
-func (k Knobs) Users() []string {
-	es, _ := os.ReadDir(filepath.Join(k.Dir, "user"))
-	out := make([]string, 0, len(es))
-	for _, e := range es {
-		out = append(out, strings.ReplaceAll(e.Name(), "%", "/"))
-	}
-	return out
 }

@@ -109,3 +109,51 @@ func TestKeptKnobRemembersTheFirstValue(t *testing.T) {
 		t.Fatalf("after the last Release: %s, want the first value 0", v)
 	}
 }
+
+// Release with paths drops only those; without, every knob the user holds;
+// a user recorded in the earlier layout (a directory listing its knobs) is
+// released by that list.
+func TestReleasePaths(t *testing.T) {
+	k := Knobs{Dir: t.TempDir()}
+	p1, p2 := knobFile(t, "a/forwarding", "0"), knobFile(t, "b/forwarding", "0")
+	for _, p := range []string{p1, p2} {
+		if err := k.Need(p, "1", "u"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := k.Release("u", nil, p1); err != nil {
+		t.Fatal(err)
+	}
+	if v1, v2 := value(t, p1), value(t, p2); v1 != "0" || v2 != "1" {
+		t.Fatalf("after releasing %s only: %s %s, want 0 1", p1, v1, v2)
+	}
+	if err := k.Release("u", nil); err != nil {
+		t.Fatal(err)
+	}
+	if v := value(t, p2); v != "0" {
+		t.Fatalf("after releasing every knob: %s, want 0", v)
+	}
+
+	// The earlier layout: user/<user>/<knob> beside knob/<knob>/users/<user>.
+	if err := k.Need(p1, "1", "old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Need(p2, "1", "other"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(k.userDir("old"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(k.userDir("old"), escape(p1)), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Release("old", nil, "/not/asked/for"); err != nil {
+		t.Fatal(err)
+	}
+	if v1, v2 := value(t, p1), value(t, p2); v1 != "0" || v2 != "1" {
+		t.Fatalf("after releasing the earlier layout's user: %s %s, want 0 1", v1, v2)
+	}
+	if _, err := os.Stat(k.userDir("old")); !os.IsNotExist(err) {
+		t.Fatalf("the earlier layout's user directory is left: %v", err)
+	}
+}

@@ -212,10 +212,10 @@ func Publish(args *skel.CmdArgs) (*current.Result, string, error) {
 		return nil, "", err
 	}
 	rec := Record{Network: c.Name, ContainerID: args.ContainerID, Mappings: c.mappings, Specs: ss, Dev: dev,
-		Localhost: c.Localhost, Daemon: daemonFor(c, ports)}
+		Localhost: c.Localhost, Daemon: daemonFor(c, ports), Ports: ports}
 	user := "portmap:" + Owner(c.Name, args.ContainerID)
-	if err := hostSettings(rec, ports, user); err != nil {
-		_ = Knobs.Release(user, nil)
+	if err := hostSettings(rec, user); err != nil {
+		_ = Knobs.Release(user, nil, rec.knobs()...)
 		return nil, "", types.NewError(types.ErrInternal, "preparing the host to publish ports", err.Error())
 	}
 	old, err := loadRecord(c.Name, args.ContainerID)
@@ -224,7 +224,7 @@ func Publish(args *skel.CmdArgs) (*current.Result, string, error) {
 	}
 	if err := apply(old, &rec); err != nil {
 		if old == nil {
-			_ = Knobs.Release(user, nil)
+			_ = Knobs.Release(user, nil, rec.knobs()...)
 		}
 		return nil, "", firewallError(err)
 	}
@@ -239,26 +239,31 @@ func Publish(args *skel.CmdArgs) (*current.Result, string, error) {
 // hostSettings turns on what published ports need, each put back when the
 // last container needing it goes: forwarding on the interface LAN clients
 // arrive by (its own switch, not the global ip_forward), hairpin mode on
-// the container's bridge port (so it reaches its own published ports), and
+// the container's bridge ports (so it reaches its own published ports), and
 // with "localhost", route_localnet.
 // Equivalent to: `sysctl net.ipv4.conf.DEV.forwarding=1; bridge link set dev VETH hairpin on`.
-func hostSettings(r Record, ports []string, user string) error {
-	if r.Dev != "" {
-		if err := Knobs.Need("/proc/sys/net/ipv4/conf/"+r.Dev+"/forwarding", "1", user); err != nil {
-			return err
-		}
-		if r.Localhost {
-			if err := Knobs.Need("/proc/sys/net/ipv4/conf/"+r.Dev+"/route_localnet", "1", user); err != nil {
-				return err
-			}
-		}
-	}
-	for _, p := range ports {
-		if err := Knobs.Need("/sys/class/net/"+p+"/brport/hairpin_mode", "1", user); err != nil {
+func hostSettings(r Record, user string) error {
+	for _, k := range r.knobs() {
+		if err := Knobs.Need(k, "1", user); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// knobs are the host settings record r turns on.
+func (r Record) knobs() []string {
+	var out []string
+	if r.Dev != "" {
+		out = append(out, "/proc/sys/net/ipv4/conf/"+r.Dev+"/forwarding")
+		if r.Localhost {
+			out = append(out, "/proc/sys/net/ipv4/conf/"+r.Dev+"/route_localnet")
+		}
+	}
+	for _, p := range r.Ports {
+		out = append(out, "/sys/class/net/"+p+"/brport/hairpin_mode")
+	}
+	return out
 }
 
 // apply moves the table from old's entries (nil: none) to new's, in one
@@ -455,7 +460,7 @@ func flushUDP(ms []Mapping) {
 func remove(r *Record) error {
 	err := apply(r, nil)
 	dropRecord(r.Network, r.ContainerID)
-	return errors.Join(err, Knobs.Release("portmap:"+Owner(r.Network, r.ContainerID), nft.DaemonUp(r.Daemon)))
+	return errors.Join(err, Knobs.Release("portmap:"+Owner(r.Network, r.ContainerID), nft.DaemonUp(r.Daemon), r.knobs()...))
 }
 
 // Del removes the container's mappings and their UDP conntrack entries. It

@@ -28,6 +28,8 @@ type Record struct {
 	Dev       string `json:"dev,omitempty"`
 	Localhost bool   `json:"localhost,omitempty"`
 	Daemon    string `json:"daemon,omitempty"`
+	// Ports are the container's bridge ports, in hairpin mode.
+	Ports []string `json:"ports,omitempty"`
 }
 
 // Owner is the record's file name: a hash of network and container ID.
