@@ -555,3 +555,33 @@ func TestOfflineGlobalSwitchesOff(t *testing.T) {
 		t.Errorf("the global switches changed: %s", got)
 	}
 }
+
+// An offline port's allowlist goes with its DEL, entry for entry, at
+// once: the same container added again, with the same host port name and
+// another allowlist, reaches only what the new allowlist names.
+func TestOfflineAllowlistGoesWithPort(t *testing.T) {
+	t.Parallel()
+	g := newOfflineGround(t, "2m")
+	l := g.lan
+	allow := func(ports ...string) map[string]any {
+		return map[string]any{"type": "offline-egress", "allow": []map[string]any{{"to": "host", "ports": ports}}}
+	}
+	// One exact port, then a port and a range: both kinds of entries.
+	first, second := g.network(t, "reuse", allow("8000/tcp")), g.network(t, "reuse", allow("8001/tcp", "7990-7999/tcp"))
+	a := attach{ID: "reuse", Netns: container(t, l)}
+	p8000, p8001 := tcpProbe(l.HostAddr+":8000"), tcpProbe(l.HostAddr+":8001")
+	for i, step := range []struct {
+		n          *network
+		open, shut probe
+	}{{first, p8000, p8001}, {second, p8001, p8000}} {
+		step.n.MustAdd(a)
+		expect(t, a.Netns, true, step.open)
+		expectBlocked(t, a.Netns, step.shut)
+		if err := step.n.Del(a); err != nil {
+			t.Fatal(err)
+		}
+		if n := entriesOf(t, step.n.Name, a.ID); n != 0 {
+			t.Errorf("DEL %d left %d entries of the container", i+1, n)
+		}
+	}
+}

@@ -315,7 +315,7 @@ func fastChange(c *nft.Conn, old, new *Port, ifname, daemon string) error {
 			return err
 		}
 	}
-	br, eg := Bridge(), Egress()
+	br, eg := BridgeSets(), egressRef() // the full tables only to create them
 	othersActive, othersOffline := othersIn("active", ifname), othersIn("offline", ifname)
 	wantBridge := (new != nil && new.Guarded()) || othersActive
 	wantEgress := (new != nil && new.Offline != nil) || othersOffline
@@ -353,7 +353,7 @@ func fastChange(c *nft.Conn, old, new *Port, ifname, daemon string) error {
 			delElements(c, br, oldE)
 		}
 	case !hasBridge:
-		if err := c.Create(br); err != nil {
+		if err := c.Create(Bridge()); err != nil {
 			return err
 		}
 		addElements(c, br, newE, new.Comment())
@@ -375,7 +375,7 @@ func fastChange(c *nft.Conn, old, new *Port, ifname, daemon string) error {
 			}
 		}
 	case !hasEgress:
-		if err := c.Create(eg); err != nil {
+		if err := c.Create(Egress()); err != nil {
 			return err
 		}
 		addLogRules(c, new)
@@ -471,7 +471,7 @@ func logRules(p *Port) []nft.Rule {
 }
 
 func addLogRules(c *nft.Conn, p *Port) {
-	t := Egress().Ref()
+	t := egressRef().Ref()
 	ch := &nftables.Chain{Table: t, Name: LogChain}
 	for _, r := range logRules(p) {
 		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r.Exprs(), UserData: r.UserData()})
@@ -479,7 +479,7 @@ func addLogRules(c *nft.Conn, p *Port) {
 }
 
 func delLogRules(c *nft.Conn, comment string) error {
-	t := Egress().Ref()
+	t := egressRef().Ref()
 	rules, err := c.GetRules(t, &nftables.Chain{Table: t, Name: LogChain})
 	if err != nil {
 		return err

@@ -142,9 +142,10 @@ func Elements(p Port) ([]Element, error) {
 	return dedupe(out), nil
 }
 
-// allowElements renders an allowlist: one interval element per
-// destination, protocol and port range ("every protocol and port" is the
-// full ranges of both).
+// allowElements renders an allowlist: one element per destination,
+// protocol and port range ("every protocol and port" is the full ranges of
+// both), an exact one when the destination is one address (or this host)
+// and the range one port, else an interval one.
 func allowElements(port []byte, allow []egress.Allow) []Element {
 	var out []Element
 	type span struct {
@@ -167,6 +168,11 @@ func allowElements(port []byte, allow []egress.Allow) []Element {
 	}
 	for _, a := range allow {
 		for _, s := range spans(a) {
+			one := s.fromP == s.toP && s.from == s.to
+			if a.Host && one {
+				out = append(out, Element{Set: SetAllowHostOne, Key: concat(port, []byte{s.fromP}, u16(s.from))})
+				continue
+			}
 			if a.Host {
 				out = append(out, Element{Set: SetAllowHost,
 					Key:    concat(port, []byte{s.fromP}, u16(s.from)),
@@ -174,6 +180,14 @@ func allowElements(port []byte, allow []egress.Allow) []Element {
 				continue
 			}
 			first, last := bounds(a.Net)
+			if one && first.Equal(last) {
+				set := SetAllow4One
+				if len(first) == 16 {
+					set = SetAllow6One
+				}
+				out = append(out, Element{Set: set, Key: concat(port, first, []byte{s.fromP}, u16(s.from))})
+				continue
+			}
 			set := SetAllow4
 			if len(first) == 16 {
 				set = SetAllow6

@@ -57,12 +57,18 @@ const (
 	SetAllow4    = "allow4"    // port . IPv4 destination . protocol . port (ranges)
 	SetAllow6    = "allow6"    // port . IPv6 destination . protocol . port (ranges)
 	SetAllowHost = "allowhost" // port . protocol . port this host may be reached on
-	setL4OK6     = "l4ok6"     // next headers an offline container may use
+	// The exact entries (one address, one port) of the allowlist, in hash
+	// sets: an element deleted from an interval set makes the kernel
+	// rebuild the set's lookup tables (~0.7 ms here against ~0.08 ms).
+	SetAllow4One    = "allow4_one"
+	SetAllow6One    = "allow6_one"
+	SetAllowHostOne = "allowhost_one"
+	setL4OK6        = "l4ok6" // next headers an offline container may use
 )
 
 // PerPortSets are the sets whose elements belong to one port, in the order
 // elements are computed.
-var PerPortSets = []string{SetSpoof, SetOffline, SetLogged, SetNoDHCP, SetHWAddr, SetAddr4, SetAddr6, SetDHCP4, SetAllow4, SetAllow6, SetAllowHost}
+var PerPortSets = []string{SetSpoof, SetOffline, SetLogged, SetNoDHCP, SetHWAddr, SetAddr4, SetAddr6, SetDHCP4, SetAllow4, SetAllow6, SetAllowHost, SetAllow4One, SetAllow6One, SetAllowHostOne}
 
 // LogChain holds one logging rule per offline container with logBlocked.
 const LogChain = "log"
@@ -133,14 +139,9 @@ func markOK() nft.Part                           { return nft.SetMark(0, MarkOK)
 func in(set string, fs ...nft.Field) nft.Part    { return nft.InSet(set, false, fs...) }
 func notIn(set string, fs ...nft.Field) nft.Part { return nft.InSet(set, true, fs...) }
 
-// Bridge is the bridge-family table: every frame a guarded port sends is
-// decided here, at priority -300 of prerouting (before br_netfilter hands
-// IP packets to the IP hooks, at 0), and frames to reserved group
-// addresses, which may skip prerouting, at the input hook.
-func Bridge() nft.Table {
-	iif := nft.IIFName
-	offl, spoof := in(SetOffline, iif), in(SetSpoof, iif)
-	resv := nft.Masked(nft.EtherDaddr, reserved, bpdus, false, "& ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00")
+// BridgeSets is the bridge table's name and sets without its chains:
+// enough to change elements, and much cheaper to build than Bridge.
+func BridgeSets() nft.Table {
 	return nft.Table{
 		Family: nftables.TableFamilyBridge, Name: BridgeTable,
 		Sets: []nft.Set{
@@ -155,8 +156,25 @@ func Bridge() nft.Table {
 			{Name: SetAllow4, Key: []nftables.SetDatatype{ifname, ipv4, proto, svc}, Interval: true},
 			{Name: SetAllow6, Key: []nftables.SetDatatype{ifname, ipv6, proto, svc}, Interval: true},
 			{Name: SetAllowHost, Key: []nftables.SetDatatype{ifname, proto, svc}, Interval: true},
+			{Name: SetAllow4One, Key: []nftables.SetDatatype{ifname, ipv4, proto, svc}, Comment: "allowlist entries of one address and port"},
+			{Name: SetAllow6One, Key: []nftables.SetDatatype{ifname, ipv6, proto, svc}, Comment: "allowlist entries of one address and port"},
+			{Name: SetAllowHostOne, Key: []nftables.SetDatatype{ifname, proto, svc}, Comment: "allowlist entries of one port on this host"},
 			{Name: setL4OK6, Key: []nftables.SetDatatype{proto}, Elements: [][]byte{{protoTCP}, {protoUDP}, {protoICMPv6}}},
 		},
+	}
+}
+
+// Bridge is the bridge-family table: every frame a guarded port sends is
+// decided here, at priority -300 of prerouting (before br_netfilter hands
+// IP packets to the IP hooks, at 0), and frames to reserved group
+// addresses, which may skip prerouting, at the input hook.
+func Bridge() nft.Table {
+	iif := nft.IIFName
+	offl, spoof := in(SetOffline, iif), in(SetSpoof, iif)
+	resv := nft.Masked(nft.EtherDaddr, reserved, bpdus, false, "& ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00")
+	return nft.Table{
+		Family: nftables.TableFamilyBridge, Name: BridgeTable,
+		Sets: BridgeSets().Sets,
 		Chains: []nft.Chain{
 			named("prerouting", hook(nftables.ChainHookPrerouting, -300,
 				r("offline port", offl, nft.Goto("offline")),
@@ -237,7 +255,9 @@ func Bridge() nft.Table {
 				r("ICMP errors quote packets sent to it (11)", l4(protoICMP), icmpType(11), notIn(SetAddr4, iif, nft.ICMPInnerDaddr), nft.Drop),
 				r("ICMP errors quote packets sent to it (12)", l4(protoICMP), icmpType(12), notIn(SetAddr4, iif, nft.ICMPInnerDaddr), nft.Drop),
 				r("allowlist", in(SetAllow4, iif, nft.IPDaddr, nft.L4Proto, nft.THDport), markOK(), nft.Accept),
+				r("allowlist, one address and port", in(SetAllow4One, iif, nft.IPDaddr, nft.L4Proto, nft.THDport), markOK(), nft.Accept),
 				r("allowlist: this host", in(SetAllowHost, iif, nft.L4Proto, nft.THDport), nft.SetMark(0, MarkCheck|MarkHost), nft.Accept),
+				r("allowlist: this host, one port", in(SetAllowHostOne, iif, nft.L4Proto, nft.THDport), nft.SetMark(0, MarkCheck|MarkHost), nft.Accept),
 				r("anything else passes only as a reply", nft.SetMark(0, MarkCheck), nft.Accept),
 			),
 			chain("off_ip6",
@@ -250,7 +270,9 @@ func Bridge() nft.Table {
 				r("DHCPv6 client", l4(protoUDP), sport(546), dport(547), is(nft.IP6Daddr, "ff02::1:2", net.ParseIP("ff02::1:2")), markOK(), nft.Accept),
 				r("ICMPv6 checks", l4(protoICMPv6), nft.Jump("off_icmp6")),
 				r("allowlist", in(SetAllow6, iif, nft.IP6Daddr, nft.L4Proto, nft.THDport), markOK(), nft.Accept),
+				r("allowlist, one address and port", in(SetAllow6One, iif, nft.IP6Daddr, nft.L4Proto, nft.THDport), markOK(), nft.Accept),
 				r("allowlist: this host", in(SetAllowHost, iif, nft.L4Proto, nft.THDport), nft.SetMark(0, MarkCheck|MarkHost), nft.Accept),
+				r("allowlist: this host, one port", in(SetAllowHostOne, iif, nft.L4Proto, nft.THDport), nft.SetMark(0, MarkCheck|MarkHost), nft.Accept),
 				r("anything else passes only as a reply", nft.SetMark(0, MarkCheck), nft.Accept),
 			),
 			chain("off_icmp6",
@@ -284,22 +306,30 @@ func Bridge() nft.Table {
 // (or to this host on a "host" entry); priority -175 of prerouting, after
 // conntrack (-200), before mangle (-150).
 func Egress() nft.Table {
+	t := egressRef()
+	t.Chains = egressChains()
+	return t
+}
+
+// egressRef is the egress table's name, without its chains.
+func egressRef() nft.Table {
+	return nft.Table{Family: nftables.TableFamilyINet, Name: EgressTable}
+}
+
+func egressChains() []nft.Chain {
 	clearOK := nft.SetMark(MarkAll, MarkOK)
-	return nft.Table{
-		Family: nftables.TableFamilyINet, Name: EgressTable,
-		Chains: []nft.Chain{
-			named("prerouting", hook(nftables.ChainHookPrerouting, -175,
-				r("nothing to verify", nft.MarkHas(MarkCheck, true), nft.Return),
-				r("allowlist: this host", nft.MarkHas(MarkHost, false), nft.FibLocal(), clearOK, nft.Accept),
-				r("replies to connections opened to the container", append(nft.CtReply(), clearOK, nft.Accept)...),
-				r("log what is blocked", nft.MarkHas(MarkLog, false), nft.Jump(LogChain)),
-				r("offline: blocked", nft.Drop),
-			)),
-			named("input", hook(nftables.ChainHookInput, -300,
-				r("clear lanwire's mark bits", nft.Masked(nft.MetaMark, u32le(MarkAll), make([]byte, 4), true, "& 0x0f000000 != 0x00000000"), nft.SetMark(MarkAll, 0)),
-			)),
-			{Name: LogChain, Dynamic: true},
-		},
+	return []nft.Chain{
+		named("prerouting", hook(nftables.ChainHookPrerouting, -175,
+			r("nothing to verify", nft.MarkHas(MarkCheck, true), nft.Return),
+			r("allowlist: this host", nft.MarkHas(MarkHost, false), nft.FibLocal(), clearOK, nft.Accept),
+			r("replies to connections opened to the container", append(nft.CtReply(), clearOK, nft.Accept)...),
+			r("log what is blocked", nft.MarkHas(MarkLog, false), nft.Jump(LogChain)),
+			r("offline: blocked", nft.Drop),
+		)),
+		named("input", hook(nftables.ChainHookInput, -300,
+			r("clear lanwire's mark bits", nft.Masked(nft.MetaMark, u32le(MarkAll), make([]byte, 4), true, "& 0x0f000000 != 0x00000000"), nft.SetMark(MarkAll, 0)),
+		)),
+		{Name: LogChain, Dynamic: true},
 	}
 }
 

@@ -105,6 +105,8 @@ func TestElements(t *testing.T) {
 	host, _ := egress.ParseAllow("host", []string{"8000/tcp"})
 	lan, _ := egress.ParseAllow("192.168.5.0/24", []string{"8000-8100/udp"})
 	any6, _ := egress.ParseAllow("fd00:1::/64", nil)
+	mirror, _ := egress.ParseAllow("192.168.5.7/32", []string{"443/tcp", "80-81/tcp"})
+	hostRange, _ := egress.ParseAllow("host", []string{"53/udp", "9000-9001/tcp"})
 	p := Port{IfName: "lw0123456789", MAC: "02:00:00:00:00:01", Network: "n", ContainerID: "c",
 		Addrs: []net.IP{net.ParseIP("10.1.2.3"), net.ParseIP("fd00::5")}, DHCP: []net.IP{net.ParseIP("10.1.2.1")}}
 	if es, err := Elements(p); err != nil || es != nil {
@@ -123,7 +125,7 @@ func TestElements(t *testing.T) {
 		t.Errorf("spoofCheck: got\n%s\nwant\n%s (%v)", render(es), want, err)
 	}
 	p.Spoof = false
-	p.Offline = &Policy{Allow: []egress.Allow{host, lan, any6}, LogPrefix: "x", NoDHCP: true}
+	p.Offline = &Policy{Allow: []egress.Allow{host, lan, any6, mirror, hostRange}, LogPrefix: "x", NoDHCP: true}
 	want = strings.Join([]string{
 		"offline " + port,
 		"logged " + port,
@@ -133,10 +135,15 @@ func TestElements(t *testing.T) {
 		"addr6 " + port + "fd000000000000000000000000000005",
 		"addr6 " + port + "fe80000000000000000000fffe000001",
 		"dhcp4 " + port + "0a010201",
-		// proto and port pad to 4 bytes; ranges go from start to end
-		"allowhost " + port + "060000001f400000-" + port + "060000001f400000",
+		// proto and port pad to 4 bytes; ranges go from start to end; one
+		// address (or this host) and one port is an exact element
+		"allowhost_one " + port + "060000001f400000",
 		"allow4 " + port + "c0a80500" + "11000000" + "1f400000-" + port + "c0a805ff" + "11000000" + "1fa40000",
 		"allow6 " + port + "fd000001000000000000000000000000" + "00000000" + "00000000-" + port + "fd00000100000000ffffffffffffffff" + "ff000000" + "ffff0000",
+		"allow4_one " + port + "c0a80507" + "06000000" + "01bb0000",
+		"allow4 " + port + "c0a80507" + "06000000" + "00500000-" + port + "c0a80507" + "06000000" + "00510000",
+		"allowhost_one " + port + "11000000" + "00350000",
+		"allowhost " + port + "06000000" + "23280000-" + port + "06000000" + "23290000",
 	}, "\n")
 	if es, err := Elements(p); err != nil || render(es) != want {
 		t.Errorf("offline: got\n%s\nwant\n%s (%v)", render(es), want, err)
