@@ -11,14 +11,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/lanwire/lanwire/integration/testlan"
 )
 
 // cri is a containerd 2 with its CRI, driven by crictl as a kubelet
@@ -164,15 +165,7 @@ func (c *cri) stop() {
 			_, _ = c.crictl("rmp", "-f", id)
 		}
 	}
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = c.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-done
-	}
+	testlan.StopProcess(c.cmd, 15*time.Second)
 	c.cmd = nil
 }
 

@@ -6,9 +6,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lanwire/lanwire/integration/testlan"
 )
 
 // nerdctlEnv is a containerd with its own config, state and socket under
@@ -97,15 +98,7 @@ func newNerdctlOn(t *testing.T, netDir string, s nerdctlSetup) *nerdctlEnv {
 				t.Errorf("nerdctl rm -f %s: %v %s", id, err, out)
 			}
 		}
-		_ = ctrd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = ctrd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = ctrd.Process.Kill()
-			<-done
-		}
+		testlan.StopProcess(ctrd, 10*time.Second)
 	})
 	ready := false
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {

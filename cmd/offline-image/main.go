@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lanwire/lanwire/pkg/cli"
+	"github.com/lanwire/lanwire/pkg/install"
 	"github.com/lanwire/lanwire/pkg/offimage"
 )
 
@@ -160,8 +160,8 @@ func save(args []string) int {
 		}
 		return 0
 	}
-	if err := writeFile(*out, rd); err != nil {
-		fmt.Fprintln(os.Stderr, "\noffline-image save:", err)
+	if err := install.WriteAtomic(*out, rd, 0o644); err != nil {
+		fmt.Fprintf(os.Stderr, "\noffline-image save: %v (no file written)\n", err)
 		return 1
 	}
 	return 0
@@ -170,30 +170,6 @@ func save(args []string) int {
 // copyBuffer is the size of the writes to the output (fewer system calls
 // than io.Copy's 32 KiB).
 const copyBuffer = 1 << 20
-
-// writeFile writes the archive to a temporary file next to path and renames
-// it into place: path holds a whole archive or nothing.
-func writeFile(path string, rd io.Reader) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-*")
-	if err != nil {
-		return err
-	}
-	_, err = io.CopyBuffer(struct{ io.Writer }{f}, rd, make([]byte, copyBuffer))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("%v (no file written)", err)
-	}
-	return nil
-}
 
 // progress prints, at most 5 times a second, the bytes done, the rate and
 // the layer being fetched.

@@ -315,20 +315,26 @@ func (l *LAN) MoveRange() error {
 	return l.StartDHCP()
 }
 
+// StopProcess ends cmd's process with SIGTERM and waits for it, with
+// SIGKILL after grace.
+func StopProcess(cmd *exec.Cmd, grace time.Duration) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
 // StopDHCP stops dnsmasq (its lease file stays).
 func (l *LAN) StopDHCP() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.dnsmasq != nil {
-		_ = l.dnsmasq.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = l.dnsmasq.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(3 * time.Second):
-			_ = l.dnsmasq.Process.Kill()
-			<-done
-		}
+		StopProcess(l.dnsmasq, 3*time.Second)
 		l.dnsmasq = nil
 		l.DnsmasqPID = 0
 	} else if l.DnsmasqPID > 0 {

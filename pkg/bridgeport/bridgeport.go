@@ -15,6 +15,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // ErrNotFound and ErrNotBridge are returned by Lookup.
@@ -136,6 +137,30 @@ func Ports(bridge string) (uplinks, containers []string) {
 		}
 	}
 	return uplinks, containers
+}
+
+// ValidName reports whether name can be an interface's, and so be put in a
+// path under /sys/class/net or lanwire's records without leaving it.
+func ValidName(name string) bool {
+	return name != "" && name != "." && name != ".." && len(name) < unix.IFNAMSIZ && !strings.ContainsAny(name, "/\x00")
+}
+
+// BridgeOf returns the bridge port is a port of, "" when it is none's.
+// Equivalent to: `readlink /sys/class/net/PORT/master` (sysfs, no netlink
+// socket: a lone container's ADD is timed in milliseconds).
+func BridgeOf(port string) string {
+	if !ValidName(port) {
+		return ""
+	}
+	dir := filepath.Join("/sys/class/net", port)
+	if _, err := os.Stat(filepath.Join(dir, "brport")); err != nil {
+		return ""
+	}
+	master, err := os.Readlink(filepath.Join(dir, "master"))
+	if err != nil {
+		return ""
+	}
+	return filepath.Base(master)
 }
 
 // Bridges lists the bridges of the current netns.

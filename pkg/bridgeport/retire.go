@@ -74,7 +74,7 @@ func Reap() error {
 
 // ifindex returns the index of link name, 0 when there is none.
 func ifindex(name string) (int, error) {
-	if name == "" || len(name) >= unix.IFNAMSIZ || strings.ContainsAny(name, "/.") {
+	if !ValidName(name) {
 		return 0, nil
 	}
 	b, err := os.ReadFile(filepath.Join("/sys/class/net", name, "ifindex"))

@@ -16,6 +16,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 
+	"github.com/lanwire/lanwire/pkg/bridgeport"
 	"github.com/lanwire/lanwire/pkg/forward"
 	"github.com/lanwire/lanwire/pkg/hostknob"
 	"github.com/lanwire/lanwire/pkg/marker"
@@ -69,7 +70,7 @@ func Lock() (func(), error) { return nft.Lock(filepath.Join(Dir, "lock")) }
 // Load returns the record of port ifname, nil when there is none (or the
 // name cannot be an interface's).
 func Load(ifname string) (*Port, error) {
-	if ifname == "" || ifname == "." || ifname == ".." || strings.ContainsAny(ifname, "/\x00") {
+	if !bridgeport.ValidName(ifname) {
 		return nil, nil
 	}
 	b, err := os.ReadFile(portFile(ifname))
@@ -509,14 +510,14 @@ func ensureBridgeNetfilter(bridge, ifname string) (newlyCrossing bool, err error
 			return false, err
 		}
 	}
+	knobs := bridgeKnobs(bridge)
 	for i, sw := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables"} {
-		p := bridgeKnobs(bridge)[i]
-		if !isOn(p) && !isOn("/proc/sys/net/bridge/"+sw) {
+		if !isOn(knobs[i]) && !isOn("/proc/sys/net/bridge/"+sw) {
 			newlyCrossing = true
 		}
-		if err := Knobs.Need(p, "1", "guard:"+ifname); err != nil {
-			return newlyCrossing, fmt.Errorf("turning on %s of bridge %s: %w", filepath.Base(p), bridge, err)
-		}
+	}
+	if err := Knobs.Need("1", "guard:"+ifname, knobs...); err != nil {
+		return newlyCrossing, fmt.Errorf("turning on the netfilter switches of bridge %s: %w", bridge, err)
 	}
 	return newlyCrossing, nil
 }

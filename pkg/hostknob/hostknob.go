@@ -44,14 +44,23 @@ func read(path string) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-// Need sets the file at path (a sysctl or sysfs attribute) to value on
-// behalf of user, remembering the value it had if no one needed it yet.
-func (k Knobs) Need(path, value, user string) error {
+// Need sets the files at paths (sysctls or sysfs attributes) to value on
+// behalf of user, remembering the value each had if no one needed it yet.
+func (k Knobs) Need(value, user string, paths ...string) error {
 	unlock, err := k.lock()
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	for _, path := range paths {
+		if err := k.need(path, value, user); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (k Knobs) need(path, value, user string) error {
 	kd := k.knobDir(path)
 	cur, err := read(path)
 	if err != nil {

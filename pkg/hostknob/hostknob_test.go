@@ -47,7 +47,7 @@ func TestReleaseKeepTidy(t *testing.T) {
 			k := Knobs{Dir: t.TempDir()}
 			p := knobFile(t, tc.rel, "0")
 			for _, u := range []string{"a", "b"} {
-				if err := k.Need(p, "1", u); err != nil {
+				if err := k.Need("1", u, p); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -87,13 +87,13 @@ func TestReleaseKeepTidy(t *testing.T) {
 func TestKeptKnobRemembersTheFirstValue(t *testing.T) {
 	k := Knobs{Dir: t.TempDir()}
 	p := knobFile(t, "bridge/nf_call_iptables", "0")
-	if err := k.Need(p, "1", "a"); err != nil {
+	if err := k.Need("1", "a", p); err != nil {
 		t.Fatal(err)
 	}
 	if err := k.Release("a", func() bool { return true }); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.Need(p, "1", "b"); err != nil {
+	if err := k.Need("1", "b", p); err != nil {
 		t.Fatal(err)
 	}
 	if err := k.Tidy(0); err != nil {
@@ -117,7 +117,7 @@ func TestReleasePaths(t *testing.T) {
 	k := Knobs{Dir: t.TempDir()}
 	p1, p2 := knobFile(t, "a/forwarding", "0"), knobFile(t, "b/forwarding", "0")
 	for _, p := range []string{p1, p2} {
-		if err := k.Need(p, "1", "u"); err != nil {
+		if err := k.Need("1", "u", p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -135,10 +135,10 @@ func TestReleasePaths(t *testing.T) {
 	}
 
 	// The earlier layout: user/<user>/<knob> beside knob/<knob>/users/<user>.
-	if err := k.Need(p1, "1", "old"); err != nil {
+	if err := k.Need("1", "old", p1); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.Need(p2, "1", "other"); err != nil {
+	if err := k.Need("1", "other", p2); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(k.userDir("old"), 0o700); err != nil {

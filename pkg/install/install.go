@@ -45,13 +45,24 @@ func copyFile(src, dst string) error {
 		return fmt.Errorf("reading %s: %w", src, err)
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".lanwire-install-*")
-	if err != nil {
-		return fmt.Errorf("writing into %s: %w", filepath.Dir(dst), err)
+	if err := WriteAtomic(dst, in, 0o755); err != nil {
+		return fmt.Errorf("installing %s: %w", dst, err)
 	}
-	_, err = io.Copy(tmp, in)
+	return nil
+}
+
+// WriteAtomic writes what r gives to a temporary file next to path (in
+// writes of 1 MiB), with mode, syncs it and renames it over path: path
+// holds the old content or the whole new one, never a part. On failure
+// nothing is left.
+func WriteAtomic(path string, r io.Reader, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".lanwire-*")
+	if err != nil {
+		return err
+	}
+	_, err = io.CopyBuffer(struct{ io.Writer }{tmp}, r, make([]byte, 1<<20))
 	if err == nil {
-		err = tmp.Chmod(0o755)
+		err = tmp.Chmod(mode)
 	}
 	if err == nil {
 		err = tmp.Sync()
@@ -60,13 +71,12 @@ func copyFile(src, dst string) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
+		err = os.Rename(tmp.Name(), path)
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("installing %s: %w", dst, err)
 	}
-	return nil
+	return err
 }
 
 // Main is `hostbridge-dhcp install --to DIR [--from DIR]`.

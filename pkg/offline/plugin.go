@@ -2,9 +2,6 @@ package offline
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -12,6 +9,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
 
+	"github.com/lanwire/lanwire/pkg/bridgeport"
 	"github.com/lanwire/lanwire/pkg/chain"
 	"github.com/lanwire/lanwire/pkg/egress"
 	"github.com/lanwire/lanwire/pkg/guard"
@@ -32,7 +30,7 @@ func findHostSide(res *current.Result) (hostSide, error) {
 		if ifc.Sandbox != "" {
 			continue
 		}
-		if br := bridgeOfPort(ifc.Name); br != "" {
+		if br := bridgeport.BridgeOf(ifc.Name); br != "" {
 			return hostSide{Veth: ifc.Name, Bridge: br}, nil
 		}
 		l, err := netlinksafe.LinkByName(ifc.Name)
@@ -47,24 +45,6 @@ func findHostSide(res *current.Result) (hostSide, error) {
 		return hostSide{}, invalid("the container's host veth %s is not a bridge port: offline-egress guards containers at their bridge port (hostbridge-dhcp, or the bridge plugin, also with isGateway)", ifc.Name)
 	}
 	return hostSide{}, invalid("prevResult names no host-side veth of the container: chain offline-egress after hostbridge-dhcp or the bridge plugin (and give the conflist a cniVersion of 0.3.0 or later, whose results list interfaces)")
-}
-
-// bridgeOfPort returns the bridge whose port ifname is, read from sysfs
-// (no netlink socket: a lone container's ADD is timed in milliseconds), ""
-// when it is none's.
-func bridgeOfPort(ifname string) string {
-	if ifname == "" || ifname == "." || ifname == ".." || strings.ContainsAny(ifname, "/\x00") {
-		return ""
-	}
-	dir := filepath.Join("/sys/class/net", ifname)
-	if _, err := os.Stat(filepath.Join(dir, "brport")); err != nil {
-		return ""
-	}
-	master, err := os.Readlink(filepath.Join(dir, "master"))
-	if err != nil {
-		return ""
-	}
-	return filepath.Base(master)
 }
 
 // containerMAC is the MAC of the container's interface in prevResult.

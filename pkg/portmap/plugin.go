@@ -243,12 +243,7 @@ func Publish(args *skel.CmdArgs) (*current.Result, string, error) {
 // with "localhost", route_localnet.
 // Equivalent to: `sysctl net.ipv4.conf.DEV.forwarding=1; bridge link set dev VETH hairpin on`.
 func hostSettings(r Record, user string) error {
-	for _, k := range r.knobs() {
-		if err := Knobs.Need(k, "1", user); err != nil {
-			return err
-		}
-	}
-	return nil
+	return Knobs.Need("1", user, r.knobs()...)
 }
 
 // knobs are the host settings record r turns on.
