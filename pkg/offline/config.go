@@ -42,7 +42,14 @@ func invalid(format string, a ...any) error {
 }
 
 // Parse decodes and checks the config; every failure is CNI error 7.
-func Parse(stdin []byte) (*Config, error) {
+func Parse(stdin []byte) (*Config, error) { return parse(stdin, true) }
+
+// parseNoPrev is Parse for the commands that do not read prevResult (DEL,
+// GC, STATUS): a prevResult that does not convert does not stop them, and
+// its conversion is not paid for.
+func parseNoPrev(stdin []byte) (*Config, error) { return parse(stdin, false) }
+
+func parse(stdin []byte, withPrev bool) (*Config, error) {
 	var c Config
 	if err := json.NewDecoder(bytes.NewReader(stdin)).Decode(&c); err != nil {
 		return nil, invalid("parsing offline-egress configuration: %v", err)
@@ -69,7 +76,7 @@ func Parse(stdin []byte) (*Config, error) {
 		c.dns = append(c.dns, ip)
 		c.allow = append(c.allow, egress.DNS(ip))
 	}
-	if c.RawPrevResult != nil {
+	if withPrev && c.RawPrevResult != nil {
 		if err := version.ParsePrevResult(&c.PluginConf); err != nil {
 			return nil, invalid("parsing prevResult: %v", err)
 		}

@@ -171,7 +171,7 @@ func Lockdown(args *skel.CmdArgs) (*current.Result, string, error) {
 // until hostbridge-dhcp's DEL removes the veth and then the port. It needs
 // no prevResult and succeeds when nothing is there.
 func Del(args *skel.CmdArgs) error {
-	c, err := Parse(args.StdinData)
+	c, err := parseNoPrev(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ func samePolicy(got, want *guard.Policy) error {
 // (hostbridge-dhcp's GC takes those it made), and clears entries no
 // recorded port owns.
 func GC(args *skel.CmdArgs) error {
-	c, err := Parse(args.StdinData)
+	c, err := parseNoPrev(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -252,7 +252,7 @@ func GC(args *skel.CmdArgs) error {
 
 // Status says whether nf_tables can be used.
 func Status(args *skel.CmdArgs) error {
-	if _, err := Parse(args.StdinData); err != nil {
+	if _, err := parseNoPrev(args.StdinData); err != nil {
 		return err
 	}
 	return nftStatus("offline-egress")

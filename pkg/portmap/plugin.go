@@ -58,7 +58,14 @@ func invalid(format string, a ...any) error {
 // Parse decodes and checks the config and the portMappings capability;
 // every failure is CNI error 7, found before anything changes (invalid
 // mappings are kept in badMappings for ADD and CHECK to refuse).
-func Parse(stdin []byte) (*Config, error) {
+func Parse(stdin []byte) (*Config, error) { return parse(stdin, true) }
+
+// parseNoPrev is Parse for the commands that do not read prevResult (DEL,
+// GC, STATUS): a prevResult that does not convert does not stop them, and
+// its conversion is not paid for.
+func parseNoPrev(stdin []byte) (*Config, error) { return parse(stdin, false) }
+
+func parse(stdin []byte, withPrev bool) (*Config, error) {
 	var c Config
 	if err := json.NewDecoder(bytes.NewReader(stdin)).Decode(&c); err != nil {
 		return nil, invalid("parsing portmap-lite configuration: %v", err)
@@ -71,7 +78,7 @@ func Parse(stdin []byte) (*Config, error) {
 		c.badMappings = invalid("%v", err)
 	}
 	c.mappings = ms
-	if c.RawPrevResult != nil {
+	if withPrev && c.RawPrevResult != nil {
 		if err := version.ParsePrevResult(&c.PluginConf); err != nil {
 			return nil, invalid("parsing prevResult: %v", err)
 		}
@@ -461,7 +468,7 @@ func remove(r *Record) error {
 // Del removes the container's mappings and their UDP conntrack entries. It
 // needs no prevResult and succeeds when they are already gone.
 func Del(args *skel.CmdArgs) error {
-	c, err := Parse(args.StdinData)
+	c, err := parseNoPrev(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -541,7 +548,7 @@ func Check(args *skel.CmdArgs) error {
 
 // GC removes the mappings of this network's containers not in the valid list.
 func GC(args *skel.CmdArgs) error {
-	c, err := Parse(args.StdinData)
+	c, err := parseNoPrev(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -622,7 +629,7 @@ func repair() error {
 
 // Status says whether nf_tables can be used.
 func Status(args *skel.CmdArgs) error {
-	if _, err := Parse(args.StdinData); err != nil {
+	if _, err := parseNoPrev(args.StdinData); err != nil {
 		return err
 	}
 	c, err := nft.Open()
