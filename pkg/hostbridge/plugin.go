@@ -304,7 +304,7 @@ func buildResult(c *Config, args *skel.CmdArgs, br *netlink.Bridge, links vethLi
 // Del releases the lease and removes the veth. It succeeds when the daemon is
 // down (the release is queued for it), the netns is gone or nothing is known.
 func Del(args *skel.CmdArgs) error {
-	c, err := Parse(args.StdinData)
+	c, err := parseNoPrev(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -491,7 +491,7 @@ func haveRoute(rs []netlink.Route, want *types.Route) bool {
 
 // Status reports whether the daemon answers and the bridge is up.
 func Status(args *skel.CmdArgs) error {
-	c, err := Parse(args.StdinData)
+	c, err := parseNoPrev(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -510,7 +510,7 @@ func Status(args *skel.CmdArgs) error {
 
 // GC releases every lease of this network not in cni.dev/valid-attachments.
 func GC(args *skel.CmdArgs) error {
-	c, err := Parse(args.StdinData)
+	c, err := parseNoPrev(args.StdinData)
 	if err != nil {
 		return err
 	}
