@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -80,6 +82,23 @@ func TestOfflineRouted(t *testing.T) {
 	expectBlocked(t, off.Netns, blocked...)
 	if err := offNet.Check(off); err != nil {
 		t.Errorf("CHECK: %v", err)
+	}
+
+	// A port whose index entry is missing, as a kill -9 of an ADD between
+	// the port's record and its index entry leaves it: DEL finds the port
+	// through prevResult and removes its entries. (The entry's name is
+	// guard's: a hash of network and container ID.)
+	crashed := attach{ID: "rcrash", Netns: container(t, l)}
+	offNet.MustAdd(crashed)
+	sum := sha256.Sum256([]byte(offNet.Name + "\x00" + crashed.ID))
+	if err := os.Remove(filepath.Join(guard.Dir, "ids", hex.EncodeToString(sum[:12]))); err != nil {
+		t.Fatalf("removing the container's index entry: %v", err)
+	}
+	if err := offNet.Del(crashed); err != nil {
+		t.Fatalf("DEL without an index entry: %v", err)
+	}
+	if n := entriesOf(t, offNet.Name, crashed.ID); n != 0 {
+		t.Errorf("DEL of a port without an index entry left %d entries", n)
 	}
 
 	// A container whose netns went away without a DEL (a runtime that

@@ -1,5 +1,6 @@
 // Package chain holds what lanwire's chained plugins (offline-egress,
-// portmap-lite) and the doctor check of the chain they are in.
+// portmap-lite) and the doctor check of the chain they are in, and the
+// conversion of the prevResult a runtime passes to any of its plugins.
 package chain
 
 import (

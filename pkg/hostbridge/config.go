@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/lanwire/lanwire/pkg/leaseapi"
 )
@@ -158,14 +157,7 @@ func (c *Config) WantsSLAAC() bool { return c.IPv6 == IPv6SLAAC || c.IPv6 == IPv
 
 // Parse decodes and checks a plugin config. Every failure is a *types.Error
 // with code 7 and a message that says what to fix.
-func Parse(stdin []byte) (*Config, error) { return parse(stdin, true) }
-
-// parseNoPrev is Parse for the commands that do not read prevResult (DEL,
-// GC, STATUS): a prevResult that does not convert does not stop them, and
-// its conversion is not paid for.
-func parseNoPrev(stdin []byte) (*Config, error) { return parse(stdin, false) }
-
-func parse(stdin []byte, withPrev bool) (*Config, error) {
+func Parse(stdin []byte) (*Config, error) {
 	var c Config
 	dec := json.NewDecoder(bytes.NewReader(stdin))
 	if err := dec.Decode(&c); err != nil {
@@ -252,11 +244,6 @@ func parse(stdin []byte, withPrev bool) (*Config, error) {
 		}
 		if addr.To4() == nil && !c.WantsDHCPv6() {
 			return nil, invalid("runtimeConfig \"ips\": %s is an IPv6 address, which only a DHCPv6 lease can ask for: set \"ipv6\" to \"dhcpv6\" or \"auto\"", ip)
-		}
-	}
-	if withPrev && c.RawPrevResult != nil {
-		if err := version.ParsePrevResult(&c.PluginConf); err != nil {
-			return nil, invalid("parsing prevResult: %v", err)
 		}
 	}
 	return &c, nil

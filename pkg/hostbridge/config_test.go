@@ -155,14 +155,15 @@ func TestParseIPv6Modes(t *testing.T) {
 	}
 }
 
-// DEL, GC and STATUS read no prevResult: one that does not convert stops
-// CHECK (error 7), not them.
-func TestParsePrevResultOnlyWhenRead(t *testing.T) {
+// A prevResult that does not convert stops CHECK (error 7); Parse, which
+// DEL, GC and STATUS use, does not convert it.
+func TestPrevResultOnlyWhenRead(t *testing.T) {
 	conf := []byte(`{"cniVersion":"1.1.0","name":"lan","type":"hostbridge-dhcp","bridge":"br0","prevResult":{"cniVersion":"1.1.0","ips":"not a list"}}`)
-	if _, err := Parse(conf); err == nil || !strings.Contains(err.Error(), "prevResult") {
-		t.Errorf("Parse: got %v, want a prevResult error", err)
+	var te *types.Error
+	if err := Check(&skel.CmdArgs{ContainerID: "c", IfName: "eth0", StdinData: conf}); !errors.As(err, &te) || te.Code != 7 || !strings.Contains(te.Msg, "prevResult") {
+		t.Errorf("CHECK: got %v, want error 7 about prevResult", err)
 	}
-	if c, err := parseNoPrev(conf); err != nil || c.PrevResult != nil {
-		t.Errorf("parseNoPrev: got %+v, %v; want the config without a converted prevResult", c, err)
+	if c, err := Parse(conf); err != nil || c.PrevResult != nil {
+		t.Errorf("Parse: got %+v, %v; want the config with prevResult not converted", c, err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/lanwire/lanwire/pkg/bridgeport"
+	"github.com/lanwire/lanwire/pkg/chain"
 	"github.com/lanwire/lanwire/pkg/guard"
 	"github.com/lanwire/lanwire/pkg/lease"
 	"github.com/lanwire/lanwire/pkg/leaseapi"
@@ -304,7 +305,7 @@ func buildResult(c *Config, args *skel.CmdArgs, br *netlink.Bridge, links vethLi
 // Del releases the lease and removes the veth. It succeeds when the daemon is
 // down (the release is queued for it), the netns is gone or nothing is known.
 func Del(args *skel.CmdArgs) error {
-	c, err := parseNoPrev(args.StdinData)
+	c, err := Parse(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -379,12 +380,12 @@ func Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if c.PrevResult == nil {
-		return invalid("CHECK needs a prevResult")
-	}
-	prev, err := current.NewResultFromResult(c.PrevResult)
+	prev, err := chain.PrevResult(&c.PluginConf)
 	if err != nil {
-		return invalid("converting prevResult: %v", err)
+		return invalid("parsing prevResult: %v", err)
+	}
+	if prev == nil {
+		return invalid("CHECK needs a prevResult")
 	}
 	key := keyOf(c, args)
 	var want *current.IPConfig
@@ -491,7 +492,7 @@ func haveRoute(rs []netlink.Route, want *types.Route) bool {
 
 // Status reports whether the daemon answers and the bridge is up.
 func Status(args *skel.CmdArgs) error {
-	c, err := parseNoPrev(args.StdinData)
+	c, err := Parse(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -510,7 +511,7 @@ func Status(args *skel.CmdArgs) error {
 
 // GC releases every lease of this network not in cni.dev/valid-attachments.
 func GC(args *skel.CmdArgs) error {
-	c, err := parseNoPrev(args.StdinData)
+	c, err := Parse(args.StdinData)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"net"
 
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/lanwire/lanwire/pkg/egress"
 )
@@ -42,14 +41,7 @@ func invalid(format string, a ...any) error {
 }
 
 // Parse decodes and checks the config; every failure is CNI error 7.
-func Parse(stdin []byte) (*Config, error) { return parse(stdin, true) }
-
-// parseNoPrev is Parse for the commands that do not read prevResult (DEL,
-// GC, STATUS): a prevResult that does not convert does not stop them, and
-// its conversion is not paid for.
-func parseNoPrev(stdin []byte) (*Config, error) { return parse(stdin, false) }
-
-func parse(stdin []byte, withPrev bool) (*Config, error) {
+func Parse(stdin []byte) (*Config, error) {
 	var c Config
 	if err := json.NewDecoder(bytes.NewReader(stdin)).Decode(&c); err != nil {
 		return nil, invalid("parsing offline-egress configuration: %v", err)
@@ -75,11 +67,6 @@ func parse(stdin []byte, withPrev bool) (*Config, error) {
 		}
 		c.dns = append(c.dns, ip)
 		c.allow = append(c.allow, egress.DNS(ip))
-	}
-	if withPrev && c.RawPrevResult != nil {
-		if err := version.ParsePrevResult(&c.PluginConf); err != nil {
-			return nil, invalid("parsing prevResult: %v", err)
-		}
 	}
 	return &c, nil
 }

@@ -5,7 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/lanwire/lanwire/pkg/guard"
 )
 
 func TestParse(t *testing.T) {
@@ -41,14 +44,16 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-// DEL, GC and STATUS read no prevResult: one that does not convert stops
-// ADD and CHECK (error 7), not them.
-func TestParsePrevResultOnlyWhenRead(t *testing.T) {
-	conf := []byte(`{"cniVersion":"1.1.0","name":"off","type":"offline-egress","prevResult":{"cniVersion":"1.1.0","ips":"not a list"}}`)
-	if _, err := Parse(conf); err == nil || !strings.Contains(err.Error(), "prevResult") {
-		t.Errorf("Parse: got %v, want a prevResult error", err)
+// A prevResult that does not convert stops ADD (error 7), not DEL, which
+// never reads it.
+func TestPrevResultOnlyWhenRead(t *testing.T) {
+	guard.Dir = t.TempDir()
+	args := &skel.CmdArgs{ContainerID: "c", IfName: "eth0", StdinData: []byte(`{"cniVersion":"1.1.0","name":"off","type":"offline-egress","prevResult":{"cniVersion":"1.1.0","ips":"not a list"}}`)}
+	var te *types.Error
+	if _, _, err := Lockdown(args); !errors.As(err, &te) || te.Code != 7 || !strings.Contains(te.Msg, "prevResult") {
+		t.Errorf("ADD: got %v, want error 7 about prevResult", err)
 	}
-	if c, err := parseNoPrev(conf); err != nil || c.PrevResult != nil {
-		t.Errorf("parseNoPrev: got %+v, %v; want the config without a converted prevResult", c, err)
+	if err := Del(args); err != nil {
+		t.Errorf("DEL: %v", err)
 	}
 }

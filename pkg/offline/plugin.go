@@ -61,12 +61,12 @@ func prevResult(c *Config) (*current.Result, error) {
 	if msg := chain.VersionProblem(c.CNIVersion); msg != "" {
 		return nil, invalid("%s: add \"cniVersion\": \"1.1.0\" at the top of the conflist", msg)
 	}
-	if c.PrevResult == nil {
-		return nil, invalid("offline-egress is a chained plugin and needs a prevResult: put it after hostbridge-dhcp (or bridge) in a conflist")
-	}
-	res, err := current.NewResultFromResult(c.PrevResult)
+	res, err := chain.PrevResult(&c.PluginConf)
 	if err != nil {
-		return nil, invalid("converting prevResult: %v", err)
+		return nil, invalid("parsing prevResult: %v", err)
+	}
+	if res == nil {
+		return nil, invalid("offline-egress is a chained plugin and needs a prevResult: put it after hostbridge-dhcp (or bridge) in a conflist")
 	}
 	return res, nil
 }
@@ -113,6 +113,16 @@ func port(c *Config, args *skel.CmdArgs, prev *current.Result) (guard.Port, erro
 // port in this network, found by the host-side interface prevResult names
 // (nil when there is none: the bridge plugin made the port).
 func hostBridgeRecord(c *Config, args *skel.CmdArgs, prev *current.Result) (*guard.Port, error) {
+	rec, err := recordIn(c, args, prev)
+	if rec == nil || !rec.HostBridge {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// recordIn is the record of this container's port in this network among
+// the host-side interfaces prevResult names, nil when there is none.
+func recordIn(c *Config, args *skel.CmdArgs, prev *current.Result) (*guard.Port, error) {
 	for _, ifc := range prev.Interfaces {
 		if ifc.Sandbox != "" || ifc.Name == "" {
 			continue
@@ -121,7 +131,7 @@ func hostBridgeRecord(c *Config, args *skel.CmdArgs, prev *current.Result) (*gua
 		if err != nil {
 			return nil, types.NewError(types.ErrInternal, "reading the port's record", err.Error())
 		}
-		if rec != nil && rec.HostBridge && rec.Network == c.Name && rec.ContainerID == args.ContainerID {
+		if rec != nil && rec.Network == c.Name && rec.ContainerID == args.ContainerID {
 			return rec, nil
 		}
 	}
@@ -171,13 +181,23 @@ func Lockdown(args *skel.CmdArgs) (*current.Result, string, error) {
 // until hostbridge-dhcp's DEL removes the veth and then the port. It needs
 // no prevResult and succeeds when nothing is there.
 func Del(args *skel.CmdArgs) error {
-	c, err := parseNoPrev(args.StdinData)
+	c, err := Parse(args.StdinData)
 	if err != nil {
 		return err
 	}
 	rec, err := guard.Find(c.Name, args.ContainerID)
 	if err != nil {
 		return firewallError(err)
+	}
+	if rec == nil {
+		// No index entry, as a kill -9 between a port's record and its
+		// index leaves: the port prevResult names (the index's miss is
+		// the only DEL that converts it).
+		if prev, _ := chain.PrevResult(&c.PluginConf); prev != nil {
+			if rec, err = recordIn(c, args, prev); err != nil {
+				return err
+			}
+		}
 	}
 	if rec == nil {
 		return nil
@@ -236,7 +256,7 @@ func samePolicy(got, want *guard.Policy) error {
 // (hostbridge-dhcp's GC takes those it made), and clears entries no
 // recorded port owns.
 func GC(args *skel.CmdArgs) error {
-	c, err := parseNoPrev(args.StdinData)
+	c, err := Parse(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -252,7 +272,7 @@ func GC(args *skel.CmdArgs) error {
 
 // Status says whether nf_tables can be used.
 func Status(args *skel.CmdArgs) error {
-	if _, err := parseNoPrev(args.StdinData); err != nil {
+	if _, err := Parse(args.StdinData); err != nil {
 		return err
 	}
 	return nftStatus("offline-egress")

@@ -13,7 +13,6 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -58,14 +57,7 @@ func invalid(format string, a ...any) error {
 // Parse decodes and checks the config and the portMappings capability;
 // every failure is CNI error 7, found before anything changes (invalid
 // mappings are kept in badMappings for ADD and CHECK to refuse).
-func Parse(stdin []byte) (*Config, error) { return parse(stdin, true) }
-
-// parseNoPrev is Parse for the commands that do not read prevResult (DEL,
-// GC, STATUS): a prevResult that does not convert does not stop them, and
-// its conversion is not paid for.
-func parseNoPrev(stdin []byte) (*Config, error) { return parse(stdin, false) }
-
-func parse(stdin []byte, withPrev bool) (*Config, error) {
+func Parse(stdin []byte) (*Config, error) {
 	var c Config
 	if err := json.NewDecoder(bytes.NewReader(stdin)).Decode(&c); err != nil {
 		return nil, invalid("parsing portmap-lite configuration: %v", err)
@@ -78,11 +70,6 @@ func parse(stdin []byte, withPrev bool) (*Config, error) {
 		c.badMappings = invalid("%v", err)
 	}
 	c.mappings = ms
-	if withPrev && c.RawPrevResult != nil {
-		if err := version.ParsePrevResult(&c.PluginConf); err != nil {
-			return nil, invalid("parsing prevResult: %v", err)
-		}
-	}
 	return &c, nil
 }
 
@@ -107,12 +94,12 @@ func prevResult(c *Config) (*current.Result, error) {
 	if msg := chain.VersionProblem(c.CNIVersion); msg != "" {
 		return nil, invalid("%s: add \"cniVersion\": \"1.1.0\" at the top of the conflist", msg)
 	}
-	if c.PrevResult == nil {
-		return nil, invalid("portmap-lite is a chained plugin and needs a prevResult: put it after hostbridge-dhcp (or bridge) in a conflist")
-	}
-	res, err := current.NewResultFromResult(c.PrevResult)
+	res, err := chain.PrevResult(&c.PluginConf)
 	if err != nil {
-		return nil, invalid("converting prevResult: %v", err)
+		return nil, invalid("parsing prevResult: %v", err)
+	}
+	if res == nil {
+		return nil, invalid("portmap-lite is a chained plugin and needs a prevResult: put it after hostbridge-dhcp (or bridge) in a conflist")
 	}
 	return res, nil
 }
@@ -468,7 +455,7 @@ func remove(r *Record) error {
 // Del removes the container's mappings and their UDP conntrack entries. It
 // needs no prevResult and succeeds when they are already gone.
 func Del(args *skel.CmdArgs) error {
-	c, err := parseNoPrev(args.StdinData)
+	c, err := Parse(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -548,7 +535,7 @@ func Check(args *skel.CmdArgs) error {
 
 // GC removes the mappings of this network's containers not in the valid list.
 func GC(args *skel.CmdArgs) error {
-	c, err := parseNoPrev(args.StdinData)
+	c, err := Parse(args.StdinData)
 	if err != nil {
 		return err
 	}
@@ -629,7 +616,7 @@ func repair() error {
 
 // Status says whether nf_tables can be used.
 func Status(args *skel.CmdArgs) error {
-	if _, err := parseNoPrev(args.StdinData); err != nil {
+	if _, err := Parse(args.StdinData); err != nil {
 		return err
 	}
 	c, err := nft.Open()
