@@ -363,7 +363,25 @@ func TestPortmapCheckDelGC(t *testing.T) {
 	a := attach{ID: "chk-a", Netns: container(t, g.lan), Caps: maps(tcpMap(18380, 80, ""))}
 	b := attach{ID: "chk-b", Netns: container(t, g.lan), Caps: maps(tcpMap(18381, 80, ""))}
 	aRes := g.net.MustAdd(a)
-	g.net.MustAdd(b)
+	bRes := g.net.MustAdd(b)
+	// b's bridge port is in hairpin mode while it publishes ports (it
+	// reaches them itself); its DEL below turns that off again.
+	hairpin := func() string {
+		for _, ifc := range bRes.Interfaces {
+			if ifc.Sandbox == "" && ifc.Name != g.lan.Bridge {
+				v, err := os.ReadFile("/sys/class/net/" + ifc.Name + "/brport/hairpin_mode")
+				if err != nil {
+					t.Fatalf("hairpin mode of %s: %v", ifc.Name, err)
+				}
+				return strings.TrimSpace(string(v))
+			}
+		}
+		t.Fatal("no host-side port in the result")
+		return ""
+	}
+	if h := hairpin(); h != "1" {
+		t.Errorf("hairpin mode of a publishing container's port is %s, want 1", h)
+	}
 	if err := g.net.Check(a); err != nil {
 		t.Fatalf("CHECK: %v", err)
 	}
@@ -401,6 +419,9 @@ func TestPortmapCheckDelGC(t *testing.T) {
 	}
 	if n := portmapEntries(t, g.net.Name, b.ID); n != 0 {
 		t.Errorf("DEL left %d entries", n)
+	}
+	if h := hairpin(); h != "0" {
+		t.Errorf("hairpin mode of the port after portmap-lite's DEL is %s, want 0 as before", h)
 	}
 	for _, x := range []attach{a, b} {
 		_ = g.net.Del(x)

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -16,6 +18,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/lanwire/lanwire/pkg/chain"
 	"github.com/lanwire/lanwire/pkg/guard"
@@ -104,21 +107,14 @@ func prevResult(c *Config) (*current.Result, error) {
 	return res, nil
 }
 
-// isLocal reports whether ip is one of this host's addresses.
+// isLocal reports whether ip is one of this host's addresses (the kernel
+// routes it locally).
 func isLocal(ip net.IP) bool {
 	if ip == nil {
 		return false
 	}
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return false
-	}
-	for _, a := range addrs {
-		if a.IP.Equal(ip) {
-			return true
-		}
-	}
-	return false
+	rs, err := netlink.RouteGet(ip)
+	return err == nil && len(rs) > 0 && rs[0].Type == unix.RTN_LOCAL
 }
 
 // hostSide names the host interface the container is reached through (its
@@ -208,22 +204,28 @@ func Publish(args *skel.CmdArgs) (*current.Result, string, error) {
 	rec := Record{Network: c.Name, ContainerID: args.ContainerID, Mappings: c.mappings, Specs: ss, Dev: dev,
 		Localhost: c.Localhost, Daemon: daemonFor(c, ports), Ports: ports}
 	user := "portmap:" + Owner(c.Name, args.ContainerID)
-	if err := hostSettings(rec, user); err != nil {
-		_ = Knobs.Release(user, nil, rec.knobs()...)
-		return nil, "", types.NewError(types.ErrInternal, "preparing the host to publish ports", err.Error())
-	}
 	old, err := loadRecord(c.Name, args.ContainerID)
 	if err != nil {
 		return nil, "", firewallError(err)
 	}
-	if err := apply(old, &rec); err != nil {
+	turnedOn, err := hostSettings(&rec, old, user)
+	undo := func() {
 		if old == nil {
 			_ = Knobs.Release(user, nil, rec.knobs()...)
 		}
+		_ = hairpinOff(turnedOn)
+	}
+	if err != nil {
+		undo()
+		return nil, "", types.NewError(types.ErrInternal, "preparing the host to publish ports", err.Error())
+	}
+	if err := apply(old, &rec); err != nil {
+		undo()
 		return nil, "", firewallError(err)
 	}
 	if err := saveRecord(rec); err != nil {
 		_ = apply(&rec, old)
+		undo()
 		return nil, "", types.NewError(types.ErrInternal, "recording the published ports", err.Error())
 	}
 	flushUDP(c.mappings)
@@ -236,11 +238,56 @@ func Publish(args *skel.CmdArgs) (*current.Result, string, error) {
 // the container's bridge ports (so it reaches its own published ports), and
 // with "localhost", route_localnet.
 // Equivalent to: `sysctl net.ipv4.conf.DEV.forwarding=1; bridge link set dev VETH hairpin on`.
-func hostSettings(r Record, user string) error {
-	return Knobs.Need("1", user, r.knobs()...)
+// The shared settings are counted per user (hostknob); a bridge port is
+// one container's, so r.Hairpin records the ports whose hairpin mode was
+// off (those old had already turned on stay in it). It returns the ports
+// this call turned on, for a failed ADD to turn off again.
+func hostSettings(r *Record, old *Record, user string) (turnedOn []string, err error) {
+	if err := Knobs.Need("1", user, r.knobs()...); err != nil {
+		return nil, err
+	}
+	mine := map[string]bool{}
+	if old != nil {
+		for _, p := range old.Hairpin {
+			mine[p] = true
+		}
+	}
+	r.Hairpin = nil
+	for _, p := range r.Ports {
+		cur, err := os.ReadFile(hairpinFile(p))
+		if err != nil {
+			return turnedOn, fmt.Errorf("reading the hairpin mode of %s: %w", p, err)
+		}
+		if strings.TrimSpace(string(cur)) != "0" {
+			if mine[p] {
+				r.Hairpin = append(r.Hairpin, p)
+			}
+			continue
+		}
+		if err := os.WriteFile(hairpinFile(p), []byte("1"), 0o644); err != nil {
+			return turnedOn, fmt.Errorf("turning hairpin mode on for %s: %w", p, err)
+		}
+		turnedOn = append(turnedOn, p)
+		r.Hairpin = append(r.Hairpin, p)
+	}
+	return turnedOn, nil
 }
 
-// knobs are the host settings record r turns on.
+func hairpinFile(port string) string { return "/sys/class/net/" + port + "/brport/hairpin_mode" }
+
+// hairpinOff turns hairpin mode off on the ports that are still there.
+// Equivalent to: `bridge link set dev VETH hairpin off`.
+func hairpinOff(ports []string) error {
+	var errs []error
+	for _, p := range ports {
+		if err := os.WriteFile(hairpinFile(p), []byte("0"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("turning hairpin mode off for %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// knobs are the shared host settings record r turns on.
 func (r Record) knobs() []string {
 	var out []string
 	if r.Dev != "" {
@@ -248,9 +295,6 @@ func (r Record) knobs() []string {
 		if r.Localhost {
 			out = append(out, "/proc/sys/net/ipv4/conf/"+r.Dev+"/route_localnet")
 		}
-	}
-	for _, p := range r.Ports {
-		out = append(out, "/sys/class/net/"+p+"/brport/hairpin_mode")
 	}
 	return out
 }
@@ -395,30 +439,47 @@ func checkFree(network, id string, ms []Mapping, listening bool) error {
 	return nil
 }
 
-// hostListening tries to bind the mapping's host address and port; a
-// failure with "address in use" means a host process holds it.
+// hostListening tries to bind the mapping's host address and port as a
+// listener would (TCP with SO_REUSEADDR, IPv6 on :: also taking IPv4); a
+// failure with "address in use" means a host process holds it. Plain
+// socket calls: Go's net package would first probe the host's IPv6 and
+// MPTCP support and read somaxconn, in every plugin call.
 func hostListening(m Mapping, v6 bool) (string, bool) {
-	host := m.HostIP
-	if host == "" {
-		host = "0.0.0.0"
+	ip := m.ip()
+	if ip == nil {
+		ip = net.IPv4zero
 		if v6 {
-			host = "::"
+			ip = net.IPv6unspecified
 		}
 	}
-	addr := net.JoinHostPort(host, strconv.Itoa(m.HostPort))
-	var err error
+	addr := net.JoinHostPort(ip.String(), strconv.Itoa(m.HostPort))
+	family, typ := unix.AF_INET, unix.SOCK_STREAM
+	if v6 {
+		family = unix.AF_INET6
+	}
 	if m.Protocol == "udp" {
-		var pc net.PacketConn
-		if pc, err = net.ListenPacket("udp", addr); err == nil {
-			pc.Close()
-		}
-	} else {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			ln.Close()
-		}
+		typ = unix.SOCK_DGRAM
 	}
-	return addr, err != nil && isAddrInUse(err)
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return addr, false
+	}
+	defer unix.Close(fd)
+	if typ == unix.SOCK_STREAM {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	}
+	var sa unix.Sockaddr
+	if v6 {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+		s6 := &unix.SockaddrInet6{Port: m.HostPort}
+		copy(s6.Addr[:], ip.To16())
+		sa = s6
+	} else {
+		s4 := &unix.SockaddrInet4{Port: m.HostPort}
+		copy(s4.Addr[:], ip.To4())
+		sa = s4
+	}
+	return addr, isAddrInUse(unix.Bind(fd, sa))
 }
 
 // flushUDP removes conntrack entries of the UDP host ports, so a client's
@@ -449,7 +510,16 @@ func flushUDP(ms []Mapping) {
 func remove(r *Record) error {
 	err := apply(r, nil)
 	dropRecord(r.Network, r.ContainerID)
-	return errors.Join(err, Knobs.Release("portmap:"+Owner(r.Network, r.ContainerID), nft.DaemonUp(r.Daemon), r.knobs()...))
+	// Hairpin mode as earlier versions counted it (a knob per port) is
+	// released with the shared settings; a port none holds costs a lookup.
+	knobs := r.knobs()
+	if r.Hairpin == nil {
+		for _, p := range r.Ports {
+			knobs = append(knobs, hairpinFile(p))
+		}
+	}
+	return errors.Join(err, hairpinOff(r.Hairpin),
+		Knobs.Release("portmap:"+Owner(r.Network, r.ContainerID), nft.DaemonUp(r.Daemon), knobs...))
 }
 
 // Del removes the container's mappings and their UDP conntrack entries. It

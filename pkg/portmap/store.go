@@ -30,6 +30,10 @@ type Record struct {
 	Daemon    string `json:"daemon,omitempty"`
 	// Ports are the container's bridge ports, in hairpin mode.
 	Ports []string `json:"ports,omitempty"`
+	// Hairpin are the Ports whose hairpin mode the plugin turned on (it
+	// was off): a port is one container's, so its record is the only
+	// bookkeeping the flag needs, and DEL turns it off again.
+	Hairpin []string `json:"hairpin,omitempty"`
 }
 
 // Owner is the record's file name: a hash of network and container ID.
