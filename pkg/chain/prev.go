@@ -1,6 +1,8 @@
 package chain
 
 import (
+	"fmt"
+
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
@@ -20,4 +22,25 @@ func PrevResult(conf *types.PluginConf) (*current.Result, error) {
 		return nil, err
 	}
 	return current.NewResultFromResult(conf.PrevResult)
+}
+
+// Chained is the prevResult a chained plugin (offline-egress,
+// portmap-lite) reads in ADD and CHECK: every problem is CNI error 7 with
+// what to change in the conflist.
+func Chained(conf *types.PluginConf, plugin string) (*current.Result, error) {
+	if msg := VersionProblem(conf.CNIVersion); msg != "" {
+		return nil, invalid("%s: add \"cniVersion\": \"1.1.0\" at the top of the conflist", msg)
+	}
+	res, err := PrevResult(conf)
+	if err != nil {
+		return nil, invalid("parsing prevResult: %v", err)
+	}
+	if res == nil {
+		return nil, invalid("%s is a chained plugin and needs a prevResult: put it after hostbridge-dhcp (or bridge) in a conflist", plugin)
+	}
+	return res, nil
+}
+
+func invalid(format string, a ...any) error {
+	return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(format, a...), "")
 }

@@ -2,12 +2,15 @@ package hostbridge
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/lanwire/lanwire/pkg/chain/chaintest"
 )
 
 func TestParseDefaults(t *testing.T) {
@@ -158,12 +161,12 @@ func TestParseIPv6Modes(t *testing.T) {
 // A prevResult that does not convert stops CHECK (error 7); Parse, which
 // DEL, GC and STATUS use, does not convert it.
 func TestPrevResultOnlyWhenRead(t *testing.T) {
-	conf := []byte(`{"cniVersion":"1.1.0","name":"lan","type":"hostbridge-dhcp","bridge":"br0","prevResult":{"cniVersion":"1.1.0","ips":"not a list"}}`)
-	var te *types.Error
-	if err := Check(&skel.CmdArgs{ContainerID: "c", IfName: "eth0", StdinData: conf}); !errors.As(err, &te) || te.Code != 7 || !strings.Contains(te.Msg, "prevResult") {
-		t.Errorf("CHECK: got %v, want error 7 about prevResult", err)
+	parse := func(a *skel.CmdArgs) error {
+		c, err := Parse(a.StdinData)
+		if err == nil && c.PrevResult != nil {
+			return fmt.Errorf("Parse converted prevResult: %+v", c.PrevResult)
+		}
+		return err
 	}
-	if c, err := Parse(conf); err != nil || c.PrevResult != nil {
-		t.Errorf("Parse: got %+v, %v; want the config with prevResult not converted", c, err)
-	}
+	chaintest.PrevOnlyWhenRead(t, "hostbridge-dhcp", Check, parse)
 }

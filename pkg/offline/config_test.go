@@ -8,6 +8,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/lanwire/lanwire/pkg/chain/chaintest"
 	"github.com/lanwire/lanwire/pkg/guard"
 )
 
@@ -48,12 +49,6 @@ func TestParseErrors(t *testing.T) {
 // never reads it.
 func TestPrevResultOnlyWhenRead(t *testing.T) {
 	guard.Dir = t.TempDir()
-	args := &skel.CmdArgs{ContainerID: "c", IfName: "eth0", StdinData: []byte(`{"cniVersion":"1.1.0","name":"off","type":"offline-egress","prevResult":{"cniVersion":"1.1.0","ips":"not a list"}}`)}
-	var te *types.Error
-	if _, _, err := Lockdown(args); !errors.As(err, &te) || te.Code != 7 || !strings.Contains(te.Msg, "prevResult") {
-		t.Errorf("ADD: got %v, want error 7 about prevResult", err)
-	}
-	if err := Del(args); err != nil {
-		t.Errorf("DEL: %v", err)
-	}
+	lockdown := func(a *skel.CmdArgs) error { _, _, err := Lockdown(a); return err }
+	chaintest.PrevOnlyWhenRead(t, "offline-egress", lockdown, Del)
 }

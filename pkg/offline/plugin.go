@@ -57,20 +57,6 @@ func containerMAC(res *current.Result, ifname string) (string, error) {
 	return "", invalid("prevResult gives no MAC for the container's %s: chain offline-egress after hostbridge-dhcp or the bridge plugin", ifname)
 }
 
-func prevResult(c *Config) (*current.Result, error) {
-	if msg := chain.VersionProblem(c.CNIVersion); msg != "" {
-		return nil, invalid("%s: add \"cniVersion\": \"1.1.0\" at the top of the conflist", msg)
-	}
-	res, err := chain.PrevResult(&c.PluginConf)
-	if err != nil {
-		return nil, invalid("parsing prevResult: %v", err)
-	}
-	if res == nil {
-		return nil, invalid("offline-egress is a chained plugin and needs a prevResult: put it after hostbridge-dhcp (or bridge) in a conflist")
-	}
-	return res, nil
-}
-
 // policy is the container's offline policy from the config.
 func policy(c *Config, containerID string) *guard.Policy {
 	p := &guard.Policy{Allow: c.allow, NoDHCP: !*c.AllowDHCP}
@@ -159,7 +145,7 @@ func Lockdown(args *skel.CmdArgs) (*current.Result, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	prev, err := prevResult(c)
+	prev, err := chain.Chained(&c.PluginConf, "offline-egress")
 	if err != nil {
 		return nil, "", err
 	}
@@ -220,7 +206,7 @@ func Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	prev, err := prevResult(c)
+	prev, err := chain.Chained(&c.PluginConf, "offline-egress")
 	if err != nil {
 		return err
 	}

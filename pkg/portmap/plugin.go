@@ -93,20 +93,6 @@ func specs(c *Config, prev *current.Result) []Spec {
 
 func firewallError(err error) error { return nft.CNIError("changing the portmap-lite rules", err) }
 
-func prevResult(c *Config) (*current.Result, error) {
-	if msg := chain.VersionProblem(c.CNIVersion); msg != "" {
-		return nil, invalid("%s: add \"cniVersion\": \"1.1.0\" at the top of the conflist", msg)
-	}
-	res, err := chain.PrevResult(&c.PluginConf)
-	if err != nil {
-		return nil, invalid("parsing prevResult: %v", err)
-	}
-	if res == nil {
-		return nil, invalid("portmap-lite is a chained plugin and needs a prevResult: put it after hostbridge-dhcp (or bridge) in a conflist")
-	}
-	return res, nil
-}
-
 // isLocal reports whether ip is one of this host's addresses (the kernel
 // routes it locally).
 func isLocal(ip net.IP) bool {
@@ -178,7 +164,7 @@ func Publish(args *skel.CmdArgs) (*current.Result, string, error) {
 	if c.badMappings != nil {
 		return nil, "", c.badMappings
 	}
-	prev, err := prevResult(c)
+	prev, err := chain.Chained(&c.PluginConf, "portmap-lite")
 	if err != nil {
 		return nil, "", err
 	}
@@ -559,7 +545,7 @@ func Check(args *skel.CmdArgs) error {
 	if c.badMappings != nil {
 		return c.badMappings
 	}
-	prev, err := prevResult(c)
+	prev, err := chain.Chained(&c.PluginConf, "portmap-lite")
 	if err != nil {
 		return err
 	}
